@@ -1,0 +1,102 @@
+"""End-to-end throughput: N runs of ``true`` submitted through the API, against bare fork+exec.
+
+    python bench/throughput.py [--runs 2000] [--concurrency 32] [--database-url URL]
+
+Starts a real ``herder server`` (SQLite in a temporary folder unless ``--database-url``),
+creates a job running ``true``, submits ``--runs`` runs over HTTP from ``--concurrency``
+connections, and waits until every run has ended. It prints runs/s from the first submit to the
+last end, beside the rate of bare ``subprocess.Popen(["true"]).wait()`` measured in the same
+process just before, and their ratio (the goal is 0.5 or more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import Server
+
+ACTIVE = "READY,WAITING,JOB_DEPLOYED,PENDING,RUNNING,IN_DOUBT"
+
+
+def bare_rate(count: int) -> float:
+    true = shutil.which("true") or "/bin/true"
+    start = time.perf_counter()
+    for _ in range(count):
+        subprocess.Popen([true]).wait()
+    return count / (time.perf_counter() - start)
+
+
+async def submit_all(url: str, runs: int, concurrency: int) -> tuple[float, float, list[int]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(runs):
+            queue.put_nowait(i)
+        ids: list[int] = []
+
+        async def worker() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                response = await client.post("/api/v1/jobs/bench-true/runs", json={})
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        submitted = time.perf_counter()
+        while True:
+            page = (await client.get("/api/v1/runs", params={"status": ACTIVE, "limit": 1})).json()
+            if not page["items"]:
+                break
+            await asyncio.sleep(0.01)
+        return start, submitted, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))
+    server = Server(folder / "data", database_url=args.database_url,
+                    env={"HERDER_LOG_LEVEL": "warning"}).start()
+    try:
+        server.create_job(name="bench-true", command=["true"])
+        bare = bare_rate(min(args.runs, 2000))
+        start, submitted, ids = asyncio.run(submit_all(server.url, args.runs, args.concurrency))
+        ended = time.perf_counter()
+        statuses = server.client.get("/api/v1/runs", params={"job": "bench-true", "status":
+                                                            "SUCCESS", "limit": 1000}).json()
+        ok = len(statuses["items"])
+        rate = len(ids) / (ended - start)
+        store = "PostgreSQL" if args.database_url else "SQLite"
+        print(f"store:                 {store}")
+        print(f"cores:                 {os.cpu_count()}")
+        print(f"runs:                  {len(ids)} (concurrency {args.concurrency})")
+        print(f"submit phase:          {len(ids) / (submitted - start):8.0f} runs/s accepted")
+        print(f"end to end:            {rate:8.0f} runs/s")
+        print(f"bare fork+exec:        {bare:8.0f} /s")
+        print(f"ratio:                 {rate / bare:8.2f}   (goal >= 0.5)")
+        print(f"successes (first 1000 shown): {ok}")
+    finally:
+        server.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

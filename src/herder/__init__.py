@@ -1,0 +1,3 @@
+"""herder: a self-hosted job orchestrator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""One place maps herder's error tree (and the framework's) to HTTP statuses and the documented
+body ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from herder.model.errors import (
+    BackendError,
+    Conflict,
+    HerderError,
+    InvalidSpec,
+    NotFound,
+    StaleOwner,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[HerderError], int]] = [
+    (InvalidSpec, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (StaleOwner, 409),
+    (BackendError, 502),
+]
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported"}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status)
+
+
+async def _herder_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HerderError)
+    status = next((s for cls, s in STATUS if isinstance(exc, cls)), 500)
+    return _response(status, exc.code, exc.message, exc.details)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "message": str(err.get("msg", "")).removeprefix("Value error, "),
+            "type": err.get("type"),
+        }
+        for err in exc.errors()
+    ]
+    if any(p["type"] == "json_invalid" for p in problems):
+        return _response(400, "malformed_json", "the request body is not valid JSON", problems)
+    first = problems[0] if problems else {"loc": [], "message": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+    return _response(422, "invalid", f"{where}: {first['message']}", problems)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route; see /docs for the API"
+    return _response(exc.status_code, code, message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _response(500, "internal", "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HerderError, _herder_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,131 @@
+"""``/api/v1/runs``: search runs, read one, read or follow its log, cancel it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from herder.api.deps import DbDep, EngineDep
+from herder.api.routes.jobs import parse_cursor
+from herder.api.schemas import CancelIn, Page, RunOut
+from herder.logs import Stream
+from herder.model.errors import InvalidSpec
+from herder.model.runs import RunStatus, Trigger
+from herder.store import jobs as job_store
+from herder.store import runs as run_store
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the run's integer id")]
+
+
+def parse_statuses(values: list[str]) -> list[RunStatus]:
+    try:
+        return [RunStatus.parse(v) for value in values for v in value.split(",") if v]
+    except ValueError as exc:
+        raise InvalidSpec(f"status: {exc}") from None
+
+
+@router.get("", response_model=Page[RunOut])
+async def search_runs(
+    db: DbDep,
+    job: Annotated[str | None, Query(description="id, namespace/name or name")] = None,
+    namespace: str | None = None,
+    status: Annotated[list[str], Query(description="name or code; repeatable")] = [],  # noqa: B006
+    trigger: Trigger | None = None,
+    submitter: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Page[RunOut]:
+    """Runs newest first; ``next_cursor`` pages on."""
+    statuses = parse_statuses(status)
+    job_id = (await db.read(job_store.get, job)).id if job else None
+    found = await db.read(
+        run_store.search, job_id=job_id, namespace=namespace, statuses=statuses,
+        trigger=trigger, submitter=submitter, before_id=parse_cursor(cursor), limit=limit + 1,
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    return Page[RunOut](
+        items=[RunOut.of(r) for r in found], next_cursor=str(found[-1].id) if more else None
+    )
+
+
+@router.get("/{run_id}", response_model=RunOut)
+async def get_run(run_id: RunId, db: DbDep) -> RunOut:
+    return RunOut.of(await db.read(run_store.get, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut)
+async def cancel_run(
+    run_id: RunId,
+    engine: EngineDep,
+    body: Annotated[CancelIn | None, Body()] = None,
+    force: Annotated[bool, Query(description="kill at once")] = False,
+) -> RunOut:
+    """Stop a run: SIGTERM, a grace period, then SIGKILL (``force`` kills at once). The answer
+    shows the cancel requested; the run ends ABORTED once its process is gone."""
+    run = await engine.cancel(run_id, force=force or bool(body and body.force))
+    return RunOut.of(run)
+
+
+@router.post("/{run_id}/retry", status_code=201, response_model=RunOut)
+async def retry_run(run_id: RunId, engine: EngineDep) -> RunOut:
+    """Resubmit an ended run as a new run (``attempt + 1``, ``parent_id`` set); 409 while it
+    is still active."""
+    return RunOut.of(await engine.retry(run_id))
+
+
+@router.get(
+    "/{run_id}/logs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}, "text/event-stream": {}}}},
+)
+async def run_logs(
+    run_id: RunId,
+    request: Request,
+    engine: EngineDep,
+    stream: Stream = Stream.OUTPUT,
+    follow: bool = False,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> StreamingResponse:
+    """The log as text: ``stream`` picks stdout, stderr or both (``output``, time-ordered);
+    ``follow=true`` streams until the run ends; ``offset`` starts later in the file. With
+    ``Accept: text/event-stream`` the stream is Server-Sent Events."""
+    run = await engine.db.read(run_store.get, run_id)
+    logs = engine.logs
+
+    async def ended() -> bool:
+        current = await engine.db.read(run_store.get, run_id)
+        return current.status.terminal
+
+    body: AsyncIterator[bytes]
+    if follow and not run.status.terminal:
+        body = logs.follow(run_id, stream, offset, ended)
+    else:
+        body = logs.chunks(run_id, stream, offset)
+    filename = f"run-{run_id}-{stream.value}.log"
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _sse(body, engine, run_id), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    disposition = "inline" if follow else "attachment"
+    return StreamingResponse(
+        body, media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'{disposition}; filename="{filename}"',
+                 "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(body: AsyncIterator[bytes], engine: EngineDep, run_id: int) -> AsyncIterator[bytes]:
+    """Each chunk as a ``log`` event (one ``data:`` line per log line), then an ``end`` event
+    with the run's status."""
+    async for chunk in body:
+        text = chunk.decode("utf-8", errors="replace")
+        lines = "".join(f"data: {line}\n" for line in text.split("\n"))
+        yield f"event: log\n{lines}\n".encode()
+    run = await engine.db.read(run_store.get, run_id)
+    yield f"event: end\ndata: {run.status.value}\n\n".encode()

@@ -1,0 +1,273 @@
+"""``herder job …``: create, list, show, delete, enable and disable jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from herder.cli import render
+from herder.cli.client import CliError
+from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.render import Output
+from herder.model.durations import parse_duration
+from herder.model.errors import InvalidSpec
+
+app = typer.Typer(
+    name="job",
+    help="Create, list, show, delete, enable and disable jobs.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JobArg = Annotated[
+    str, typer.Argument(metavar="JOB", help="id, namespace/name, or a name in 'default'")
+]
+LabelOpt = Annotated[
+    list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="a label (repeatable)")
+]
+_METADATA_KEYS = ("name", "namespace", "labels", "annotations")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="the job's name")] = None,
+    argv: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[-- PROG ARGS...]", help="the command as argv, after '--'"),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar="FILE",
+            help="a job as JSON or YAML (a manifest too); - reads stdin",
+        ),
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", "-c", help="the command as one shell string")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="e.g. local (the default)")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="stop runs after this long, e.g. 90s, 1h")
+    ] = None,
+    param: ParamOpt = None,
+    env: EnvOpt = None,
+    label: LabelOpt = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="create it paused")] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Create a job from a file, or from a NAME and a command.
+
+    A shell string: `herder job create backup --command "pg_dump sales > /tmp/s.sql"`
+
+    An argv, as it is: `herder job create backup -- pg_dump -f /tmp/s.sql sales`
+
+    Options given beside -f FILE override the file's values.
+    """
+    if file is not None:
+        if name is not None or argv or command is not None:
+            raise typer.BadParameter("give either -f FILE or NAME and a command", param_hint="-f")
+        body = read_job_file(file)
+    else:
+        body = _body_from_args(name, argv, command)
+    overrides: dict[str, Any] = {
+        "namespace": namespace,
+        "description": description,
+        "backend": backend,
+        "timeout": _timeout(timeout),
+        "enabled": False if disabled else None,
+    }
+    body.update({k: v for k, v in overrides.items() if v is not None})
+    for key, values, option in (
+        ("params", param, "--param"),
+        ("env", env, "--env"),
+        ("labels", label, "--label"),
+    ):
+        if values:
+            body[key] = {**(body.get(key) or {}), **pairs(values, option)}
+    with connect(ctx, server) as api:
+        job = api.create_job(body)
+    _show(job, output_of(ctx, output), created=True)
+
+
+def _body_from_args(
+    name: str | None, argv: list[str] | None, command: str | None
+) -> dict[str, Any]:
+    if name is None:
+        raise typer.BadParameter("give a job NAME (or -f FILE)", param_hint="NAME")
+    if argv and command is not None:
+        raise typer.BadParameter("give --command or an argv after '--', not both")
+    if not argv and command is None:
+        raise typer.BadParameter(
+            f"give the command: `--command 'shell string'` or `{name} -- prog args…`",
+            param_hint="--command",
+        )
+    return {"name": name, "command": list(argv) if argv else command}
+
+
+def _timeout(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, field="--timeout")
+    except InvalidSpec as exc:
+        raise typer.BadParameter(exc.message, param_hint="--timeout") from None
+
+
+def read_job_file(path: Path) -> dict[str, Any]:
+    """A job's JSON form from JSON or YAML; a ``kind: Job`` manifest is flattened to it."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", exit_code=2) from exc
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CliError(f"{path} is neither JSON nor YAML: {exc}", exit_code=2) from exc
+    if not isinstance(data, dict):
+        raise CliError(
+            f"{path}: expected a job (a mapping), got {type(data).__name__}", exit_code=2
+        )
+    if "spec" in data or "kind" in data:
+        return from_manifest(data, where=str(path))
+    return data
+
+
+def from_manifest(data: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """``{apiVersion, kind, metadata, spec}`` → spec merged with name, namespace, labels…"""
+    kind = data.get("kind", "Job")
+    if kind != "Job":
+        raise CliError(f"{where}: kind {kind!r} is not a Job; use `herder apply -f`", exit_code=2)
+    metadata = data.get("metadata") or {}
+    spec = data.get("spec") or {}
+    if not isinstance(metadata, dict) or not isinstance(spec, dict):
+        raise CliError(f"{where}: metadata and spec must be mappings", exit_code=2)
+    body = dict(spec)
+    body.update({k: metadata[k] for k in _METADATA_KEYS if k in metadata})
+    return body
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    label: LabelOpt = None,
+    enabled: Annotated[
+        bool | None,
+        typer.Option(
+            "--enabled/--disabled", help="only enabled (or only disabled) jobs", show_default=False
+        ),
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="text to search for")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="jobs per page")] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", "-a", help="every page, not the first")
+    ] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """List jobs."""
+    labels = [f"{k}={v}" for k, v in pairs(label, "--label").items()]
+    params = {
+        "namespace": namespace,
+        "label": labels,
+        "enabled": None if enabled is None else str(enabled).lower(),
+        "q": query,
+        "limit": limit,
+    }
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        page = api.list_jobs(params, all_pages=all_pages)
+    if fmt is not Output.TABLE:
+        render.emit(page, fmt)
+        return
+    if page["items"]:
+        render.out().print(render.jobs_table(page["items"]))
+    else:
+        render.hint("no jobs found")
+    if page.get("next_cursor"):
+        render.hint("more jobs exist: add --all to see them all")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Show a job's spec and its last runs."""
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        found = api.get_job(job)
+        if fmt is not Output.TABLE:
+            render.emit(found, fmt)
+            return
+        ref = str(found.get("ref") or job)
+        page = api.list_runs({"job": ref, "limit": 5})
+    render.out().print(render.job_panel(found, page["items"][:5]))
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    job: JobArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    server: ServerOpt = None,
+) -> None:
+    """Delete a job (its past runs stay)."""
+    if not yes:
+        typer.confirm(f"delete job {job}?", abort=True, err=True)
+    with connect(ctx, server) as api:
+        api.delete_job(job)
+    render.out().print(f"deleted job {job}", markup=False)
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Resume a job's schedule."""
+    _set_enabled(ctx, job, True, server, output)
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Pause a job's schedule; nothing is lost, `enable` resumes it."""
+    _set_enabled(ctx, job, False, server, output)
+
+
+def _set_enabled(
+    ctx: typer.Context, job: str, enabled: bool, server: str | None, output: Output | None
+) -> None:
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        found = api.set_enabled(job, enabled)
+    if fmt is not Output.TABLE:
+        render.emit(found, fmt)
+        return
+    ref = found.get("ref") or job
+    line = f"job {ref} {'enabled' if enabled else 'disabled'}"
+    if enabled and found.get("next_run_at"):
+        line += f"; next run {render.relative(found['next_run_at'])}"
+    render.out().print(line, markup=False)
+
+
+def _show(job: dict[str, Any], fmt: Output, *, created: bool = False) -> None:
+    if fmt is not Output.TABLE:
+        render.emit(job, fmt)
+        return
+    if created:
+        render.hint(f"created job {job.get('ref') or job.get('name')} (id {job.get('id')})")
+    render.out().print(render.job_panel(job))

@@ -1,0 +1,261 @@
+"""``herder run``, ``runs``, ``logs``, ``cancel`` and ``retry``: starting and watching runs."""
+
+from __future__ import annotations
+
+import enum
+import sys
+import time
+from contextlib import nullcontext
+from typing import IO, Annotated, Any
+
+import typer
+from rich.live import Live
+
+from herder.cli import render
+from herder.cli.client import ApiError, Client, CliError
+from herder.cli.common import (
+    EnvOpt,
+    OutputOpt,
+    ParamOpt,
+    ServerOpt,
+    connect,
+    exit_code_for,
+    is_terminal,
+    output_of,
+    pairs,
+)
+from herder.cli.render import Output
+from herder.model.runs import RunStatus
+
+FIRST_POLL = 0.05
+MAX_POLL = 1.0
+
+RunArg = Annotated[int, typer.Argument(metavar="RUN", help="the run's id", show_default=False)]
+WaitOpt = Annotated[bool, typer.Option("--wait", "-w", help="wait for the run to end")]
+FollowOpt = Annotated[
+    bool,
+    typer.Option("--follow", "-f", help="print the run's log as it is written, then wait"),
+]
+
+
+class LogStream(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("runs")(runs)
+    app.command("logs")(logs)
+    app.command("cancel")(cancel)
+    app.command("retry")(retry)
+
+
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(metavar="JOB", help="id, namespace/name, or a name")],
+    param: ParamOpt = None,
+    env: EnvOpt = None,
+    wait: WaitOpt = False,
+    follow: FollowOpt = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Run a job now; print the new run's id, or wait and exit with the run's exit code.
+
+    With --wait or --follow the exit code is the run's own (see `herder --help`).
+
+    --follow writes the log to stdout (to stderr with -o json or yaml: stdout keeps the run).
+    """
+    params, envs = pairs(param, "--param"), pairs(env, "--env")
+    with connect(ctx, server) as api:
+        created = api.start_run(job, params=params, env=envs)
+        finish(api, created, output_of(ctx, output), wait=wait, follow=follow)
+
+
+def retry(
+    ctx: typer.Context,
+    run_id: RunArg,
+    wait: WaitOpt = False,
+    follow: FollowOpt = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Run a finished run again, as a new run linked to it; print the new run's id."""
+    with connect(ctx, server) as api:
+        created = api.retry_run(run_id)
+        finish(api, created, output_of(ctx, output), wait=wait, follow=follow)
+
+
+def finish(api: Client, run: dict[str, Any], fmt: Output, *, wait: bool, follow: bool) -> None:
+    """Show a run just created; with ``wait``/``follow`` watch it and exit as it ended."""
+    if not (wait or follow):
+        if fmt is Output.TABLE:
+            typer.echo(run.get("id"))
+        else:
+            render.emit(run, fmt)
+        return
+    run_id = int(run["id"])
+    try:
+        if follow:
+            log_to = _binary(sys.stdout if fmt is Output.TABLE else sys.stderr)
+            follow_log(api, run_id, to=log_to)
+        run = wait_for_end(api, run)
+    except KeyboardInterrupt:
+        render.hint(f"stopped watching run {run_id}; it goes on (`herder cancel {run_id}` ends it)")
+        raise typer.Exit(130) from None
+    if fmt is not Output.TABLE:
+        render.emit(run, fmt)
+    elif follow:
+        render.err().print(render.run_line(run), soft_wrap=True)
+    else:
+        render.out().print(render.run_line(run), soft_wrap=True)
+    raise typer.Exit(exit_code_for(run))
+
+
+def wait_for_end(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+    """Poll the run (50 ms, doubling up to 1 s) until its status is terminal.
+
+    On a terminal, a live line shows the status and the time spent waiting.
+    """
+    if is_terminal(run):
+        return run
+    run_id = int(run["id"])
+    console = render.err()
+    line = render.WaitLine(run, time.monotonic())
+    live = console.is_terminal and not console.is_dumb_terminal
+    delay = FIRST_POLL
+    with Live(line, console=console, transient=True) if live else nullcontext():
+        while not is_terminal(run):
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_POLL)
+            run = api.get_run(run_id)
+            line.run = run
+    return run
+
+
+def follow_log(api: Client, run_id: int, *, to: IO[bytes]) -> None:
+    """Copy the followed log until the server ends it; a broken stream is only a warning."""
+    try:
+        copy_log(api, run_id, to=to, follow=True)
+    except ApiError:
+        raise
+    except CliError as exc:
+        render.hint(f"the log stream broke off ({exc.message}); waiting for the run to end")
+
+
+def copy_log(
+    api: Client, run_id: int, *, to: IO[bytes], stream: str | None = None, follow: bool = False
+) -> None:
+    with api.log(run_id, stream=stream, follow=follow) as chunks:
+        for chunk in chunks:
+            to.write(chunk)
+            to.flush()
+
+
+def _binary(stream: IO[str]) -> IO[bytes]:
+    """The byte stream under a text stream, flushed first so output keeps its order."""
+    stream.flush()
+    buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+    if buffer is None:
+        raise CliError("this output stream takes no bytes; redirect it to a file")
+    return buffer
+
+
+def logs(
+    ctx: typer.Context,
+    run_id: RunArg,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="keep printing until the run ends; exit as it did"),
+    ] = False,
+    stream: Annotated[
+        LogStream | None,
+        typer.Option("--stream", help="only this stream (default: both, interleaved)"),
+    ] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Print a run's log, bytes as they are (binary-safe)."""
+    with connect(ctx, server) as api:
+        out = _binary(sys.stdout)
+        try:
+            copy_log(api, run_id, to=out, stream=stream.value if stream else None, follow=follow)
+            if not follow:
+                return
+            run = wait_for_end(api, api.get_run(run_id))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        render.err().print(render.run_line(run), soft_wrap=True)
+        raise typer.Exit(exit_code_for(run))
+
+
+def runs(
+    ctx: typer.Context,
+    job: Annotated[
+        str | None, typer.Option("--job", "-j", metavar="JOB", help="runs of this job")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", metavar="STATUS", help="a status name or code (repeatable)"),
+    ] = None,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            "--trigger", "-t", help="schedule, manual, api, retry, workflow, event, chain"
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="runs per page")] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", "-a", help="every page, not the first")
+    ] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """List runs, newest first."""
+    try:
+        statuses = [RunStatus.parse(s).value for s in status or ()]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--status") from None
+    query = {
+        "job": job,
+        "namespace": namespace,
+        "status": statuses,
+        "trigger": trigger,
+        "limit": limit,
+    }
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        page = api.list_runs(query, all_pages=all_pages)
+    if fmt is not Output.TABLE:
+        render.emit(page, fmt)
+        return
+    items = page["items"]
+    if items:
+        render.out().print(render.runs_table(items))
+    else:
+        render.hint("no runs found")
+    if page.get("next_cursor"):
+        render.hint("more runs exist: add --all to see them all")
+
+
+def cancel(
+    ctx: typer.Context,
+    run_id: RunArg,
+    force: Annotated[
+        bool, typer.Option("--force", help="kill at once instead of asking it to stop")
+    ] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Stop a run (SIGTERM, then SIGKILL after the grace time; --force kills at once)."""
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        result = api.cancel_run(run_id, force=force)
+    if fmt is not Output.TABLE:
+        render.emit(result, fmt)
+        return
+    line = render.run_line(result)
+    if not is_terminal(result):
+        line.append("  (cancel requested; it stops shortly)", style="dim")
+    render.out().print(line, soft_wrap=True)

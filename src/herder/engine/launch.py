@@ -1,0 +1,80 @@
+"""What a run sees: its argv, its environment and its folders, built from the stored run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from herder.backends.base import RunContext
+from herder.logs import LogStore
+from herder.model.jobs import JobSpec, render_command
+from herder.model.runs import Run
+
+# Taken from the server's own environment; nothing else is inherited (no tokens, no DB URLs).
+INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR")
+
+
+def param_env(params: dict[str, Any]) -> dict[str, str]:
+    """One ``HERDER_PARAM_<NAME>`` per param; booleans as ``true``/``false``."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out[f"HERDER_PARAM_{name.upper()}"] = str(value)
+    return out
+
+
+def build_env(run: Run, spec: JobSpec, work_dir: Path) -> dict[str, str]:
+    """Base variables, then the job's env, then run-time overrides, then herder's own (last,
+    so nothing can shadow them)."""
+    env = {name: os.environ[name] for name in INHERITED if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(spec.env)
+    env.update(run.env)
+    env.update(param_env(run.params))
+    env.update(
+        {
+            "HERDER_RUN_ID": str(run.id),
+            "HERDER_ATTEMPT": str(run.attempt),
+            "HERDER_JOB": spec.name,
+            "HERDER_NAMESPACE": spec.namespace,
+            "HERDER_SCHEDULED_FOR": run.scheduled_for.isoformat() if run.scheduled_for else "",
+            "HERDER_WORK_DIR": str(work_dir),
+        }
+    )
+    return env
+
+
+def template_context(run: Run, spec: JobSpec) -> dict[str, Any]:
+    return {
+        "params": dict(run.params),
+        "run": {
+            "id": run.id,
+            "attempt": run.attempt,
+            "scheduled_for": run.scheduled_for.isoformat() if run.scheduled_for else "",
+        },
+        "job": {"name": spec.name, "namespace": spec.namespace},
+    }
+
+
+def build_context(run: Run, data_dir: Path, logs: LogStore) -> RunContext:
+    """Render the command and make the run's folders. Raises ``InvalidSpec`` for a template
+    that cannot be rendered (the run then ends PROC_ERROR with that message)."""
+    spec = JobSpec.from_dict(run.spec)
+    argv = render_command(spec, template_context(run, spec))
+    work_dir = data_dir / "work" / str(int(run.id))
+    log_dir = logs.run_dir(run.id)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        run_id=run.id,
+        attempt=run.attempt,
+        namespace=spec.namespace,
+        job=spec.name,
+        argv=argv,
+        env=build_env(run, spec, work_dir),
+        work_dir=work_dir,
+        log_dir=log_dir,
+        metadata=spec.metadata,
+    )

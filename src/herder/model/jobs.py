@@ -1,0 +1,241 @@
+"""Jobs: what to run, where and how. The rules every job spec follows, checked on the way in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from herder.model import templates
+from herder.model.errors import InvalidSpec
+
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+PARAM_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+LABEL_KEY_RE = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"  # an optional DNS prefix, as Kubernetes has
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+# Variables a run's caller may never set: they change how every program or shell behaves.
+RESERVED_ENV = frozenset(
+    {"PATH", "BASH_ENV", "ENV", "IFS", "SHELLOPTS", "BASHOPTS", "PS4", "PYTHONSTARTUP",
+     "PYTHONPATH", "PERL5OPT", "NODE_OPTIONS", "HOME", "SHELL"}
+)
+RESERVED_PREFIXES = ("LD_", "HERDER_", "DYLD_")
+DEFAULT_NAMESPACE = "default"
+MAX_VALUE = 64 * 1024
+MAX_METADATA = 64 * 1024
+SHELL = "/bin/sh"
+
+
+def check_name(value: str, *, what: str = "name") -> str:
+    """A DNS-label-like name: lowercase letters, digits and '-', starting with a letter."""
+    if not isinstance(value, str) or not value:
+        raise InvalidSpec(f"{what}: must not be empty")
+    if len(value) > 63:
+        raise InvalidSpec(f"{what}: at most 63 characters (got {len(value)})")
+    if not NAME_RE.fullmatch(value):
+        raise InvalidSpec(
+            f"{what}: {value!r} is not a valid name; use lowercase letters, digits and '-', "
+            "starting with a letter and not ending with '-'"
+        )
+    return value
+
+
+def is_reserved_env(name: str) -> bool:
+    upper = name.upper()
+    return upper in RESERVED_ENV or upper.startswith(RESERVED_PREFIXES)
+
+
+def check_param_name(name: str) -> str:
+    if not PARAM_RE.fullmatch(name):
+        raise InvalidSpec(
+            f"params: {name[:70]!r} is not a valid param name; use letters, digits and '_', "
+            "starting with a letter, at most 64 characters"
+        )
+    if is_reserved_env(name):
+        raise InvalidSpec(f"params: {name!r} would shadow a reserved variable")
+    return name
+
+
+def check_value(value: object, *, where: str) -> str | int | float | bool:
+    """Param values are JSON scalars; they end up in an environment, so no NUL bytes."""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidSpec(f"{where}: NUL bytes are not allowed")
+        if len(value) > MAX_VALUE:
+            raise InvalidSpec(f"{where}: longer than 64 KiB")
+        return value
+    raise InvalidSpec(f"{where}: must be a string, a number or a boolean")
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    seen: dict[str, str] = {}
+    for name in params:
+        check_param_name(name)
+        if name.upper() in seen:
+            raise InvalidSpec(f"params: {name!r} and {seen[name.upper()]!r} differ only by case")
+        seen[name.upper()] = name
+    return {name: check_value(v, where=f"params.{name}") for name, v in params.items()}
+
+
+def check_env(env: Mapping[str, Any], *, allow_reserved: bool) -> dict[str, str]:
+    """Job env may set PATH and friends (an editor's choice); run-time overrides may not."""
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if not ENV_RE.fullmatch(name):
+            raise InvalidSpec(f"env: {name[:70]!r} is not a valid variable name")
+        upper = name.upper()
+        if upper.startswith("HERDER_") or (not allow_reserved and is_reserved_env(name)):
+            raise InvalidSpec(f"env: {name!r} is reserved and cannot be set here")
+        if not isinstance(value, str):
+            raise InvalidSpec(f"env.{name}: must be a string")
+        check_value(value, where=f"env.{name}")
+        out[name] = value
+    return out
+
+
+def check_labels(labels: Mapping[str, Any], *, what: str = "labels") -> dict[str, str]:
+    if len(labels) > 64:
+        raise InvalidSpec(f"{what}: at most 64 entries")
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.fullmatch(key):
+            raise InvalidSpec(f"{what}: {key[:70]!r} is not a valid key")
+        if not isinstance(value, str) or not LABEL_VALUE_RE.fullmatch(value):
+            raise InvalidSpec(
+                f"{what}.{key}: values are at most 63 letters, digits, '-', '_' or '.'"
+            )
+    return dict(labels)
+
+
+def check_annotations(annotations: Mapping[str, Any]) -> dict[str, str]:
+    total = 0
+    for key, value in annotations.items():
+        if not LABEL_KEY_RE.fullmatch(key):
+            raise InvalidSpec(f"annotations: {key[:70]!r} is not a valid key")
+        if not isinstance(value, str):
+            raise InvalidSpec(f"annotations.{key}: must be a string")
+        total += len(key) + len(value)
+    if total > MAX_METADATA:
+        raise InvalidSpec("annotations: larger than 64 KiB in all")
+    return dict(annotations)
+
+
+def check_command(command: object) -> list[str] | str:
+    """An argv list (run as is) or a shell string (run by /bin/sh -c)."""
+    if isinstance(command, str):
+        if not command.strip():
+            raise InvalidSpec("command: must not be empty")
+        if "\x00" in command or len(command) > MAX_VALUE:
+            raise InvalidSpec("command: no NUL bytes, at most 64 KiB")
+        templates.check(command, shell=True)
+        return command
+    if isinstance(command, list):
+        if not command:
+            raise InvalidSpec("command: an argv list needs at least the program")
+        if not all(isinstance(a, str) for a in command):
+            raise InvalidSpec("command: every argv element must be a string")
+        if not command[0]:
+            raise InvalidSpec("command: the program (first element) must not be empty")
+        if sum(len(a) for a in command) > MAX_VALUE or any("\x00" in a for a in command):
+            raise InvalidSpec("command: no NUL bytes, at most 64 KiB in all")
+        for arg in command:
+            templates.check(arg, shell=False)
+        return list(command)
+    raise InvalidSpec("command: expected an argv list or a shell string")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """A job definition as the engine uses it. Built from a validated API or manifest body."""
+
+    name: str
+    namespace: str = DEFAULT_NAMESPACE
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    command: list[str] | str
+    env: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"
+    timeout: float | None = None
+    enabled: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form kept in the store and answered by the API."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "description": self.description,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "env": dict(self.env),
+            "params": dict(self.params),
+            "backend": self.backend,
+            "timeout": self.timeout,
+            "enabled": self.enabled,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        """Read back what ``to_dict`` wrote (trusted: it was validated on the way in)."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A stored job: its spec plus what the store adds."""
+
+    id: int
+    spec: JobSpec
+    created_at: Any
+    updated_at: Any
+    run_count: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"{self.spec.namespace}/{self.spec.name}"
+
+
+def render_command(
+    spec: JobSpec, context: Mapping[str, Any]
+) -> list[str]:
+    """The argv to execute: templates rendered, a shell string wrapped in ``/bin/sh -c``."""
+    if isinstance(spec.command, str):
+        return [SHELL, "-c", templates.render(spec.command, context, shell=True)]
+    return [templates.render(arg, context, shell=False) for arg in spec.command]
+
+
+def check_renders(spec: JobSpec) -> None:
+    """Render the command once with the job's own param defaults, so a template that can never
+    work (an unknown param, a value used unquoted in a shell) is refused when the job is saved."""
+    sample = {
+        "params": dict(spec.params),
+        "run": {"id": 1, "attempt": 1, "scheduled_for": ""},
+        "job": {"name": spec.name, "namespace": spec.namespace},
+    }
+    render_command(spec, sample)
+
+
+def merge_params(
+    defaults: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run-time params: the job's defaults, overridden by name; unknown names are refused."""
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise InvalidSpec(
+            f"params: unknown param {unknown[0]!r}; this job declares: {known}",
+            details={"unknown": unknown},
+        )
+    merged = dict(defaults)
+    merged.update(check_params(overrides))
+    return merged

@@ -1,0 +1,51 @@
+"""Server settings from ``HERDER_*`` environment variables and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herder.model.durations import parse_duration
+
+
+class Settings(BaseSettings):
+    """Every setting has a default that makes one ``herder server`` a complete installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERDER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(4004, ge=0, le=65535, description="port to listen on")
+    data_dir: Path = Field(
+        Path("herder-data"), description="folder for the SQLite file, logs and working folders"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default: SQLite in the data folder"
+    )
+    kill_grace: float = Field(
+        10.0, description="seconds between SIGTERM and SIGKILL when a run is cancelled"
+    )
+    default_timeout: float | None = Field(
+        None, description="timeout for jobs that set none (e.g. '300s'); default: no limit"
+    )
+    dispatch_batch: int = Field(64, ge=1, le=1000, description="runs claimed per dispatch round")
+    max_body: int = Field(
+        1024 * 1024, ge=1024, description="largest request body accepted, in bytes"
+    )
+    log_level: str = Field("info", description="server log level")
+
+    @field_validator("kill_grace", "default_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'herder.db'}"

@@ -1,0 +1,1 @@
+"""SQL persistence: the single source of truth. One module per aggregate of queries."""

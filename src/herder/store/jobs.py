@@ -1,0 +1,158 @@
+"""Queries on jobs. Each function takes a Connection and runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from herder.model.errors import Conflict, NameTaken, NotFound
+from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
+from herder.model.runs import ACTIVE
+from herder.store.tables import jobs, runs
+
+
+def _row_to_job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        spec=JobSpec.from_dict(row.spec),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        run_count=row.run_count,
+    )
+
+
+def _values(spec: JobSpec, now: datetime) -> dict[str, Any]:
+    return {
+        "namespace": spec.namespace,
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "labels": spec.labels,
+        "enabled": spec.enabled,
+        "description": spec.description,
+        "updated_at": now,
+    }
+
+
+def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
+    """Insert a new job; ``NameTaken`` if its namespace already has one by that name."""
+    try:
+        job_id = conn.execute(
+            jobs.insert().values(**_values(spec, now), created_at=now, run_count=0)
+        ).inserted_primary_key
+    except IntegrityError as exc:
+        raise NameTaken(
+            f"a job named {spec.name!r} already exists in namespace {spec.namespace!r}",
+            details={"namespace": spec.namespace, "name": spec.name},
+        ) from exc
+    assert job_id is not None
+    return get(conn, str(job_id[0]))
+
+
+def replace(conn: Connection, spec: JobSpec, now: datetime) -> tuple[Job, bool]:
+    """Create or replace by (namespace, name); answers the job and whether it was created."""
+    row = conn.execute(
+        sa.select(jobs.c.id).where(jobs.c.namespace == spec.namespace, jobs.c.name == spec.name)
+    ).first()
+    if row is None:
+        return create(conn, spec, now), True
+    return update(conn, row.id, spec, now), False
+
+
+def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
+    """Store a new spec for an existing job (its name and namespace may change)."""
+    try:
+        count = conn.execute(
+            jobs.update().where(jobs.c.id == job_id).values(**_values(spec, now))
+        ).rowcount
+    except IntegrityError as exc:
+        raise NameTaken(
+            f"a job named {spec.name!r} already exists in namespace {spec.namespace!r}"
+        ) from exc
+    if count != 1:
+        raise NotFound(f"no job with id {job_id}")
+    return get(conn, str(job_id))
+
+
+def parse_ref(ref: str) -> tuple[int | None, str, str]:
+    """``42`` (an id), ``ops/backup`` or ``backup`` (in ``default``)."""
+    if ref.isdigit():
+        return int(ref), "", ""
+    namespace, _, name = ref.rpartition("/")
+    return None, namespace or DEFAULT_NAMESPACE, name
+
+
+def get(conn: Connection, ref: str) -> Job:
+    """One job by id, ``namespace/name`` or name; ``NotFound`` names what was looked for."""
+    job_id, namespace, name = parse_ref(ref)
+    query = sa.select(jobs)
+    if job_id is not None:
+        query = query.where(jobs.c.id == job_id)
+    else:
+        query = query.where(jobs.c.namespace == namespace, jobs.c.name == name)
+    row = conn.execute(query).first()
+    if row is None:
+        what = f"id {job_id}" if job_id is not None else f"name {namespace}/{name}"
+        raise NotFound(f"no job with {what}", details={"job": ref[:200]})
+    return _row_to_job(row)
+
+
+def search(
+    conn: Connection,
+    *,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    enabled: bool | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    after_id: int | None = None,
+) -> list[Job]:
+    """Jobs ordered by id; ``after_id`` is the cursor (the last id of the previous page)."""
+    query = sa.select(jobs).order_by(jobs.c.id).limit(limit)
+    if namespace is not None:
+        query = query.where(jobs.c.namespace == namespace)
+    if enabled is not None:
+        query = query.where(jobs.c.enabled == enabled)
+    if after_id is not None:
+        query = query.where(jobs.c.id > after_id)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            sa.or_(jobs.c.name.ilike(pattern, escape="\\"),
+                   jobs.c.description.ilike(pattern, escape="\\"))
+        )
+    for key, value in (labels or {}).items():
+        query = query.where(jobs.c.labels[key].as_string() == value)
+    return [_row_to_job(row) for row in conn.execute(query)]
+
+
+def delete(conn: Connection, ref: str) -> Job:
+    """Delete a job; its runs are kept (history) with its name. Refused while runs are active."""
+    job = get(conn, ref)
+    active = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(runs.c.job_id == job.id, runs.c.status.in_([s.value for s in ACTIVE]))
+    ).scalar_one()
+    if active:
+        raise Conflict(
+            f"job {job.ref} has {active} active run(s); cancel them before deleting the job",
+            details={"active_runs": active},
+        )
+    conn.execute(runs.update().where(runs.c.job_id == job.id).values(job_id=None))
+    conn.execute(jobs.delete().where(jobs.c.id == job.id))
+    return job
+
+
+def set_enabled(conn: Connection, ref: str, enabled: bool, now: datetime) -> Job:
+    job = get(conn, ref)
+    spec = job.spec.to_dict() | {"enabled": enabled}
+    conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job.id)
+        .values(enabled=enabled, spec=spec, updated_at=now)
+    )
+    return get(conn, str(job.id))

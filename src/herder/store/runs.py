@@ -1,0 +1,313 @@
+"""Queries on runs. Status changes follow ``model.runs.TRANSITIONS``, enforced in SQL.
+
+Every status write is ``UPDATE … WHERE id = :id AND status IN (:allowed sources)`` and its row
+count is checked: two writers racing on one run cannot both win, and a terminal run never moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from herder.model.errors import Conflict, InvalidTransition, NotFound
+from herder.model.jobs import Job
+from herder.model.runs import (
+    ACTIVE,
+    LAUNCHED,
+    SOURCES,
+    Run,
+    RunStatus,
+    StopReason,
+    Trigger,
+    outcome,
+    transition,
+)
+from herder.store.tables import jobs, runs
+
+_NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
+_LAUNCHED = [s.value for s in LAUNCHED]
+
+
+def _row_to_run(row: Row[Any]) -> Run:
+    return Run(
+        id=row.id,
+        job_id=row.job_id,
+        namespace=row.namespace,
+        job_name=row.job_name,
+        status=RunStatus(row.status),
+        trigger=Trigger(row.trigger),
+        attempt=row.attempt,
+        parent_id=row.parent_id,
+        submitter=row.submitter,
+        params=row.params,
+        env=row.env,
+        spec=row.spec,
+        backend=row.backend,
+        node=row.node,
+        labels=row.labels,
+        exit_code=row.exit_code,
+        error=row.error,
+        scheduled_for=row.scheduled_for,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        deadline_at=row.deadline_at,
+        cancel_requested_at=row.cancel_requested_at,
+        cancel_force=row.cancel_force,
+        stop_reason=StopReason(row.stop_reason) if row.stop_reason else None,
+        handle=row.handle,
+        owner=row.owner,
+    )
+
+
+def create(
+    conn: Connection,
+    *,
+    job: Job,
+    params: dict[str, Any],
+    env: dict[str, str],
+    trigger: Trigger,
+    now: datetime,
+    submitter: str | None = None,
+    scheduled_for: datetime | None = None,
+    attempt: int = 1,
+    parent_id: int | None = None,
+    status: RunStatus = RunStatus.READY,
+) -> Run:
+    """A new run of ``job`` with the job's spec frozen into it (editing a job never rewrites
+    history)."""
+    spec = job.spec
+    try:
+        run_id = _insert(
+            conn,
+            runs.insert().values(
+                job_id=job.id,
+                namespace=spec.namespace,
+                job_name=spec.name,
+                status=status.value,
+                trigger=trigger.value,
+                attempt=attempt,
+                parent_id=parent_id,
+                submitter=submitter,
+                params=params,
+                env=env,
+                spec=spec.to_dict(),
+                backend=spec.backend,
+                labels=spec.labels,
+                created_at=now,
+                scheduled_for=scheduled_for,
+                cancel_force=False,
+            ),
+        )
+    except IntegrityError as exc:
+        raise Conflict(
+            f"job {job.ref} already has a run for slot {scheduled_for} attempt {attempt}",
+            details={"scheduled_for": str(scheduled_for), "attempt": attempt},
+        ) from exc
+    conn.execute(jobs.update().where(jobs.c.id == job.id).values(run_count=jobs.c.run_count + 1))
+    return get(conn, run_id)
+
+
+def _insert(conn: Connection, statement: Any) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def get(conn: Connection, run_id: int) -> Run:
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    if row is None:
+        raise NotFound(f"no run with id {run_id}", details={"run": run_id})
+    return _row_to_run(row)
+
+
+def search(
+    conn: Connection,
+    *,
+    job_id: int | None = None,
+    namespace: str | None = None,
+    statuses: Iterable[RunStatus] = (),
+    trigger: Trigger | None = None,
+    submitter: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[Run]:
+    """Runs newest first; ``before_id`` is the cursor (the last id of the previous page)."""
+    query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if job_id is not None:
+        query = query.where(runs.c.job_id == job_id)
+    if namespace is not None:
+        query = query.where(runs.c.namespace == namespace)
+    wanted = [s.value for s in statuses]
+    if wanted:
+        query = query.where(runs.c.status.in_(wanted))
+    if trigger is not None:
+        query = query.where(runs.c.trigger == trigger.value)
+    if submitter is not None:
+        query = query.where(runs.c.submitter == submitter)
+    if before_id is not None:
+        query = query.where(runs.c.id < before_id)
+    return [_row_to_run(row) for row in conn.execute(query)]
+
+
+def set_status(
+    conn: Connection,
+    /,
+    run_id: int,
+    target: RunStatus,
+    *,
+    owner: str | None = None,
+    **fields: Any,
+) -> Run:
+    """Move a run to ``target`` if the state machine allows it from the status it has *now*.
+
+    With ``owner``, the write only applies while that server still owns the run. Raises
+    ``InvalidTransition`` (naming the actual status) or ``NotFound``; never overwrites silently.
+    """
+    guard = [runs.c.id == run_id, runs.c.status.in_([s.value for s in SOURCES[target]])]
+    if owner is not None:
+        guard.append(runs.c.owner == owner)
+    count = conn.execute(runs.update().where(*guard).values(status=target.value, **fields)).rowcount
+    if count == 1:
+        return get(conn, run_id)
+    current = get(conn, run_id)  # NotFound if it does not exist
+    transition(current.status, target)  # raises InvalidTransition if that was the reason
+    raise Conflict(
+        f"run {run_id} is owned by another server ({current.owner})",
+        details={"owner": current.owner},
+    )
+
+
+def claim_ready(conn: Connection, owner: str, limit: int) -> list[Run]:
+    """Take up to ``limit`` READY runs for ``owner`` (oldest first) and mark them JOB_DEPLOYED.
+
+    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several servers claim side by side.
+    """
+    pick = (
+        sa.select(runs.c.id)
+        .where(runs.c.status == RunStatus.READY.value)
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list(conn.execute(pick).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        runs.update()
+        .where(runs.c.id.in_(ids), runs.c.status == RunStatus.READY.value)
+        .values(status=RunStatus.JOB_DEPLOYED.value, owner=owner)
+    )
+    rows = conn.execute(
+        sa.select(runs)
+        .where(
+            runs.c.id.in_(ids), runs.c.owner == owner, runs.c.status == RunStatus.JOB_DEPLOYED.value
+        )
+        .order_by(runs.c.id)
+    )
+    return [_row_to_run(row) for row in rows]
+
+
+def request_cancel(conn: Connection, run_id: int, *, force: bool, now: datetime) -> Run:
+    """Cancel: a run not yet launched ends ABORTED here; a launched one gets the request flag,
+    and its backend is told to stop it (the terminal ABORTED confirms it)."""
+    current = get(conn, run_id)
+    if current.status.terminal:
+        raise InvalidTransition(
+            f"run {run_id} has already ended ({current.status.value})",
+            details={"status": current.status.value},
+        )
+    if current.status.value in _NOT_LAUNCHED:
+        return set_status(
+            conn,
+            run_id,
+            RunStatus.ABORTED,
+            finished_at=now,
+            cancel_requested_at=now,
+            cancel_force=force,
+            error="cancelled before it started",
+        )
+    conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.status.in_(_LAUNCHED))
+        .values(
+            cancel_requested_at=sa.func.coalesce(runs.c.cancel_requested_at, now),
+            cancel_force=runs.c.cancel_force | force,
+            stop_reason=sa.func.coalesce(runs.c.stop_reason, StopReason.CANCEL.value),
+        )
+    )
+    return get(conn, run_id)
+
+
+def mark_stopping(conn: Connection, run_id: int, reason: StopReason) -> bool:
+    """Record why herder is stopping a run (first reason wins); False if it already ended."""
+    return bool(
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.status.in_(_LAUNCHED), runs.c.stop_reason.is_(None))
+            .values(stop_reason=reason.value)
+        ).rowcount
+    )
+
+
+def owned_active(conn: Connection, owner: str) -> list[Run]:
+    """Launched runs this server owns: what to reconcile after a restart."""
+    rows = conn.execute(
+        sa.select(runs)
+        .where(runs.c.owner == owner, runs.c.status.in_(_LAUNCHED))
+        .order_by(runs.c.id)
+    )
+    return [_row_to_run(row) for row in rows]
+
+
+def active_count(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(runs.c.status.in_([s.value for s in ACTIVE]))
+        ).scalar_one()
+    )
+
+
+def finish(
+    conn: Connection,
+    run_id: int,
+    *,
+    owner: str,
+    exit_code: int | None,
+    signal: int | None,
+    now: datetime,
+) -> Run:
+    """Record how a launched run's process ended; the status follows from it and from why herder
+    may have stopped it (``model.runs.outcome``), decided inside this one transaction."""
+    row = conn.execute(
+        sa.select(runs.c.stop_reason, runs.c.cancel_force).where(runs.c.id == run_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no run with id {run_id}")
+    reason = StopReason(row.stop_reason) if row.stop_reason else None
+    target = outcome(exit_code=exit_code, signal=signal, stop_reason=reason)
+    error = None
+    if target is RunStatus.APP_ERROR and signal is not None:
+        error = f"killed by signal {signal}"
+    elif target is RunStatus.ABORTED:
+        error = "cancelled" + (" (forced)" if row.cancel_force else "")
+    elif target is RunStatus.TIMEOUT:
+        error = "stopped at its timeout"
+    return set_status(
+        conn, run_id, target, owner=owner, exit_code=exit_code, finished_at=now, error=error
+    )
+
+
+def fail(conn: Connection, run_id: int, *, owner: str | None, error: str, now: datetime) -> Run:
+    """End a run PROC_ERROR: it could not be started, or its backend lost it for good."""
+    return set_status(
+        conn, run_id, RunStatus.PROC_ERROR, owner=owner, error=error[:4000], finished_at=now
+    )

@@ -1,0 +1,32 @@
+"""The run supervisor: one small long-lived process per data folder that owns local runs.
+
+The herder server does not fork runs itself: if it did, killing the server (SIGKILL, an OOM kill,
+a crash) would orphan its runs' pipes and lose how they ended. Instead ``python -m
+herder.supervisor DATA_DIR`` runs in its own session (like containerd-shim or conmon, but one per
+server), starts every local run, writes its logs and an exit record, and answers a restarted
+server about runs it started before.
+
+It speaks newline-delimited JSON over the Unix socket ``DATA_DIR/supervisor.sock``::
+
+    client → supervisor                        supervisor → client
+    {"op":"hello"}                             {"op":"hello","pid":N,"live":[run ids]}
+    {"op":"spawn","id","argv","env","cwd",     {"op":"started","id","pid"}
+     "log_dir"}                                | {"op":"failed","id","error"}
+    {"op":"watch","id","log_dir"}              {"op":"running","id","pid"} and later "exited"
+                                               | {"op":"exited","id","exit_code","signal"}
+                                               | {"op":"unknown","id"}
+    {"op":"kill","id","grace"}                 {"op":"killed","id","found"}
+    {"op":"bye"}                               (the supervisor closes the connection)
+    anything else, or a bad run id             {"op":"error","error"}
+
+``exited`` (``{"op":"exited","id","exit_code","signal","pid"?}``) is also pushed, unasked, to
+every connection that spawned or watched the run, once the process group is gone, the logs are
+complete and ``LOG_DIR/exit.json`` is on disk. A process killed by signal N reports
+``signal: N, exit_code: 128 + N``.
+
+Modules: ``protocol`` (names and framing, shared with the client), ``children`` (one run's
+process, pipes and log files), ``records`` (exit records, made durable in groups), ``server``
+(the socket and the supervisor's lifetime), ``launch`` and ``client`` (the herder side, used by
+``herder.backends.local``). The supervisor's side imports only the standard library (and uvloop
+when installed): it starts in well under 100 ms.
+"""
