@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_body: int = Field(
         1024 * 1024, ge=1024, description="largest request body accepted, in bytes"
     )
+    sync_exit_records: bool = Field(
+        False,
+        description="flush each local run's exit record to disk (survives power loss; slower)",
+    )
     log_level: str = Field("info", description="server log level")
 
     @field_validator("kill_grace", "default_timeout", mode="before")

@@ -21,7 +21,7 @@ def test_kill_9_mid_run_then_restart(server: Server) -> None:
     wait_for(lambda: "started" in server.log(long_id), what="the run to start")
     server.kill(signal.SIGKILL)
     # While the server is down the short run ends; the long one is still running.
-    wait_for(lambda: (server.data_dir / "runs" / str(short_id) / "exit.json").exists(),
+    wait_for(lambda: f'"id":{short_id},"exit_code"' in _journal(server),
              what="the short run to end while the server is down")
     server.start()
     long_end = server.wait_end(long_id, timeout=30)
@@ -62,7 +62,7 @@ def test_a_run_that_cannot_be_found_ends_proc_error(server: Server) -> None:
     pid = int((server.data_dir / "supervisor.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not process_alive(pid), what="the supervisor to be gone")
-    assert not (server.data_dir / "runs" / str(run_id) / "exit.json").exists()
+    assert f'"id":{run_id},"exit_code"' not in _journal(server)
     server.start()
     end = server.wait_end(run_id, timeout=30)
     assert end["status"] == "PROC_ERROR" and "no trace" in end["error"]
@@ -70,3 +70,10 @@ def test_a_run_that_cannot_be_found_ends_proc_error(server: Server) -> None:
     match = re.search(r"process group (\d+) was killed", end["error"])
     assert match and sleeper["status"] == "RUNNING"
     wait_for(lambda: not process_alive(int(match.group(1))), what="the orphan to be gone")
+
+
+def _journal(server: Server) -> str:
+    try:
+        return (server.data_dir / "exits.jsonl").read_text()
+    except FileNotFoundError:
+        return ""

@@ -199,6 +199,27 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 # ---------------------------------------------------------------------------------- endings
 
 
+def _journaled(data_dir: Path, run_id: int) -> dict[str, Any] | None:
+    """The last end the supervisor journaled for ``run_id``, if any."""
+    try:
+        lines = (data_dir / "exits.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    records = [json.loads(line) for line in lines if line]
+    ends = [r for r in records if r.get("id") == run_id and not r.get("start")]
+    return ends[-1] if ends else None
+
+
+def test_silent_run_creates_no_log_files(data_dir: Path) -> None:
+    async def main() -> None:
+        async with opened(data_dir) as backend:
+            run = context(data_dir, 1, ["true"])
+            assert await run_to_end(backend, run) == Exited(0)
+            assert not (run.log_dir / "output.log").exists()
+
+    arun(main())
+
+
 def test_registry_builds_the_local_backend(data_dir: Path) -> None:
     assert isinstance(create("local", data_dir=data_dir, other="ignored"), LocalBackend)
 
@@ -209,7 +230,8 @@ def test_exit_code(data_dir: Path, code: int) -> None:
         async with opened(data_dir) as backend:
             run = context(data_dir, 1, ["sh", "-c", f"exit {code}"])
             assert await run_to_end(backend, run) == Exited(code, None)
-            record = json.loads((run.log_dir / "exit.json").read_text())
+            record = _journaled(data_dir, 1)
+            assert record is not None
             assert record["exit_code"] == code and record["signal"] is None
             assert record["finished_at"].endswith("+00:00")
 
@@ -267,12 +289,24 @@ def test_no_such_program(data_dir: Path) -> None:
     arun(main())
 
 
-def test_bad_work_dir(data_dir: Path) -> None:
+def test_missing_work_dir_is_created(data_dir: Path) -> None:
     async def main() -> None:
         async with opened(data_dir) as backend:
             missing = data_dir / "no" / "such" / "folder"
-            with pytest.raises(BackendError, match=r"working folder .*no/such/folder"):
-                await backend.start(context(data_dir, 1, ["true"], work_dir=missing))
+            run = context(data_dir, 1, ["true"], work_dir=missing)
+            assert await run_to_end(backend, run) == Exited(0)
+            assert missing.is_dir()
+
+    arun(main())
+
+
+def test_bad_work_dir(data_dir: Path) -> None:
+    async def main() -> None:
+        async with opened(data_dir) as backend:
+            (data_dir / "a-file").write_text("")
+            unusable = data_dir / "a-file" / "folder"  # under a file: cannot be created
+            with pytest.raises(BackendError, match=r"working folder .*a-file/folder"):
+                await backend.start(context(data_dir, 1, ["true"], work_dir=unusable))
 
     arun(main())
 
@@ -436,7 +470,7 @@ def test_run_that_ended_while_nobody_was_connected(data_dir: Path) -> None:
         async with opened(data_dir) as first:
             run = context(data_dir, 1, ["sh", "-c", "sleep 0.2; exit 5"])
             handle = await first.start(run)
-        await until(lambda: (run.log_dir / "exit.json").exists(), "the exit record")
+        await until(lambda: _journaled(data_dir, 1) is not None, "the journaled end")
         async with opened(data_dir) as second:  # the same supervisor: it remembers
             assert await events(second, 1, handle) == [Exited(5)]
 
@@ -444,7 +478,7 @@ def test_run_that_ended_while_nobody_was_connected(data_dir: Path) -> None:
 
 
 def test_run_that_ended_before_the_supervisor_left(data_dir: Path) -> None:
-    """The end comes from ``exit.json`` when the supervisor that ran the run is gone."""
+    """The end comes from the exit journal when the supervisor that ran the run is gone."""
 
     async def main() -> None:
         async with opened(data_dir) as first:
@@ -452,7 +486,7 @@ def test_run_that_ended_before_the_supervisor_left(data_dir: Path) -> None:
             handle = await first.start(run)
             old = first.supervisor_pid
         assert old is not None
-        await until(lambda: (run.log_dir / "exit.json").exists(), "the exit record")
+        await until(lambda: _journaled(data_dir, 1) is not None, "the journaled end")
         os.kill(old, signal.SIGTERM)  # nothing is running: it leaves at once
         assert _wait_gone(old)
         async with opened(data_dir) as second:

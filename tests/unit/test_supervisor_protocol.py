@@ -7,13 +7,13 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from herder.supervisor import records
 from herder.supervisor.children import describe_spawn_error
 from herder.supervisor.protocol import LineProtocol, Message, socket_path
-from herder.supervisor.records import Outcome, read_exit_record
+from herder.supervisor.records import Outcome, load
 
 
 class FakeTransport:
@@ -111,15 +111,25 @@ def test_spawn_errors_say_what_to_fix(error: OSError, message: str) -> None:
     assert describe_spawn_error(error, ["nosuch", "-x"], "/work").startswith(message)
 
 
-def test_exit_records(tmp_path: Path) -> None:
-    assert read_exit_record(str(tmp_path)) is None
-    assert read_exit_record(str(tmp_path / "missing")) is None
-    record: dict[str, Any] = {"exit_code": 137, "signal": 9, "finished_at": "…"}
-    (tmp_path / "exit.json").write_text(json.dumps(record))
-    assert read_exit_record(str(tmp_path)) == Outcome(137, 9)
-    (tmp_path / "exit.json").write_text("")  # what a crash before the flush can leave
-    with pytest.raises(ValueError, match=r"cannot read exit\.json"):
-        read_exit_record(str(tmp_path))
-    (tmp_path / "exit.json").write_text('{"exit_code": "zero"}')
-    with pytest.raises(ValueError, match="not an exit record"):
-        read_exit_record(str(tmp_path))
+def test_exit_journal_last_line_wins(tmp_path: Path) -> None:
+    journal = tmp_path / "exits.jsonl"
+    assert load(str(journal)) == {}
+    lines = [
+        {"id": 1, "exit_code": 0, "signal": None, "finished_at": "…"},
+        {"id": 2, "exit_code": 137, "signal": 9, "finished_at": "…"},
+        {"id": 1, "start": True},  # run id 1 started again: the old end is not its end
+        {"id": 3, "exit_code": "zero"},  # not a record
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"id": 4, "exit_co'  # torn
+    journal.write_text(text)
+    assert load(str(journal)) == {2: Outcome(137, 9)}
+
+
+def test_exit_journal_compacts_old_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = tmp_path / "exits.jsonl"
+    monkeypatch.setattr(records, "COMPACT_LINES", 2)
+    old = {"id": 1, "exit_code": 0, "signal": None, "finished_at": "2000-01-01T00:00:00+00:00"}
+    new = {"id": 2, "exit_code": 1, "signal": None, "finished_at": "2999-01-01T00:00:00+00:00"}
+    journal.write_text("".join(json.dumps(r) + "\n" for r in (old, new, {"id": 3, "start": 1})))
+    assert load(str(journal)) == {2: Outcome(1, None)}
+    assert len(journal.read_text().splitlines()) == 1

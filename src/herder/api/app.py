@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from herder.server_identity import server_id
 from herder.settings import Settings
 from herder.store.database import Database
 from herder.store.migrate import upgrade
+from herder.supervisor.protocol import SYNC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The supervisor, started by the local backend, reads its settings from the environment.
+        os.environ[SYNC_ENV] = "1" if settings.sync_exit_records else "0"
         db = Database(settings.store_url)
         await asyncio.to_thread(upgrade, db.engine)
         engine = Engine(

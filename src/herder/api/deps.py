@@ -1,4 +1,8 @@
-"""What routes need from the running server, taken from ``app.state``."""
+"""What routes need from the running server, taken from ``app.state``.
+
+The dependencies are ``async`` on purpose: FastAPI runs plain functions in a thread pool, a
+thread hop per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ from herder.engine.engine import Engine
 from herder.store.database import Database
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 

@@ -29,7 +29,7 @@ class RunContext:
     job: str
     argv: list[str]
     env: dict[str, str]  # the complete environment of the process, nothing inherited
-    work_dir: Path  # the run's own working folder (exists, empty or holding its input files)
+    work_dir: Path  # the run's own working folder; the backend creates it if missing
     log_dir: Path  # where the backend keeps stdout.log, stderr.log and output.log
     metadata: dict[str, Any] = field(default_factory=dict)
 

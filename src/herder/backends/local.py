@@ -2,15 +2,17 @@
 
 The processes are children of the data folder's supervisor (``herder.supervisor``), not of the
 server: a server killed with SIGKILL leaves them running, and once restarted it learns from the
-supervisor (or from ``LOG_DIR/exit.json``) how each one ended, with complete logs.
+supervisor (which journals every end in ``DATA_DIR/exits.jsonl``) how each one ended, with
+complete logs.
 
-The handle is ``{"pid": int | None, "log_dir": str}``: ``log_dir`` (absolute) is what a
-restarted server needs to find a run's exit record; ``pid`` (also the process group id) is for
+The handle is ``{"pid": int | None, "log_dir": str}``: ``log_dir`` (absolute) is where
+its logs are; ``pid`` (also the process group id) is for
 people reading the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -54,11 +56,20 @@ class LocalBackend:
     async def start(self, run: RunContext) -> Handle:
         """Spawn the run through the supervisor; ``BackendError`` says why it could not."""
         log_dir = _absolute(run.log_dir)
+        work_dir = _absolute(run.work_dir)
+        # Creating a folder waits on the disk (a millisecond and more on a busy one): done on a
+        # thread, several runs' folders are made at once while both event loops go on.
+        try:
+            await asyncio.to_thread(os.makedirs, work_dir, 0o700, True)
+        except OSError as exc:
+            raise BackendError(
+                f"cannot create working folder {work_dir!r} ({exc.strerror or exc})"
+            ) from exc
         pid = await self._client.spawn(
             run.run_id,
             argv=list(run.argv),
             env=dict(run.env),
-            cwd=_absolute(run.work_dir),
+            cwd=work_dir,
             log_dir=log_dir,
         )
         return {"pid": pid, "log_dir": log_dir}

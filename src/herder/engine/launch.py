@@ -59,14 +59,13 @@ def template_context(run: Run, spec: JobSpec) -> dict[str, Any]:
 
 
 def build_context(run: Run, data_dir: Path, logs: LogStore) -> RunContext:
-    """Render the command and make the run's folders. Raises ``InvalidSpec`` for a template
-    that cannot be rendered (the run then ends PROC_ERROR with that message)."""
+    """Render the command and name the run's folders (the backend creates them where the run
+    executes). Raises ``InvalidSpec`` for a template that cannot be rendered (the run then ends
+    PROC_ERROR with that message)."""
     spec = JobSpec.from_dict(run.spec)
     argv = render_command(spec, template_context(run, spec))
     work_dir = data_dir / "work" / str(int(run.id))
     log_dir = logs.run_dir(run.id)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
     return RunContext(
         run_id=run.id,
         attempt=run.attempt,

@@ -1,7 +1,7 @@
 """The connection to the store, and how async code reaches a synchronous SQLAlchemy Core.
 
 Writes go through one writer thread that commits whatever has queued up as one transaction
-(group commit), each call in its own savepoint so one failing call does not undo the others.
+(group commit); if one call fails, the batch is retried call by call so the others still land.
 On SQLite this is the only writer there is, so writers never wait on each other's locks; on
 PostgreSQL it bounds the connections a server holds. Reads run on a small pool of threads.
 """
@@ -14,7 +14,6 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -65,13 +64,15 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-class _Call:
-    __slots__ = ("args", "fn", "future")
+Resolve = Callable[[bool, Any], None]
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+
+class _Call:
+    __slots__ = ("fn", "resolve")
+
+    def __init__(self, fn: Callable[[Connection], Any], resolve: Resolve) -> None:
         self.fn = fn
-        self.args = args
-        self.future: Future[Any] = Future()
+        self.resolve = resolve
 
 
 class Database:
@@ -90,18 +91,24 @@ class Database:
         self._writer = threading.Thread(target=self._write_loop, name="herder-write", daemon=True)
         self._writer.start()
 
-    @classmethod
-    def for_data_dir(cls, data_dir: Path) -> Database:
-        return cls(f"sqlite:///{data_dir / 'herder.db'}")
-
     async def write(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(conn, ...)`` in a write transaction (possibly shared with other calls)."""
-        return await asyncio.wrap_future(self.submit_write(fn, *args, **kwargs))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def resolve(ok: bool, value: Any) -> None:
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+        self._queue.put(_Call(lambda conn: fn(conn, *args, **kwargs), resolve))
+        return await future
 
     def submit_write(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        call = _Call(lambda conn: fn(conn, *args, **kwargs), ())
-        self._queue.put(call)
-        return call.future
+        """Queue a write from a thread that has no event loop; the future has its outcome."""
+        future: Future[T] = Future()
+        self._queue.put(
+            _Call(lambda conn: fn(conn, *args, **kwargs), lambda ok, v: _settle(future, ok, v))
+        )
+        return future
 
     def write_sync(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return self.submit_write(fn, *args, **kwargs).result()
@@ -143,44 +150,42 @@ class Database:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(item)
-            try:
-                if conn is None or conn.closed or conn.invalidated:
+            if conn is None or conn.closed or conn.invalidated:
+                try:
                     conn = self.engine.connect().execution_options(herder_writer=True)
-                self._commit(conn, batch)
-            except BaseException as exc:  # the whole batch failed (commit, connection lost)
-                log.warning("store write failed: %s", exc, extra={"action": "store_write"})
-                for call in batch:
-                    if not call.future.done():
-                        call.future.set_exception(exc)
-                if conn is not None:
-                    conn.close()
-                conn = None
+                except Exception as exc:
+                    log.warning("store unreachable: %s", exc, extra={"action": "store_write"})
+                    for call in batch:
+                        call.resolve(False, exc)
+                    conn = None
+                    continue
+            self._commit(conn, batch)
         if conn is not None:
             conn.close()
 
     @staticmethod
     def _commit(conn: Connection, batch: list[_Call]) -> None:
-        results: list[tuple[_Call, bool, Any]] = []
-        transaction = conn.begin()
-        for call in batch:
-            savepoint = conn.begin_nested() if len(batch) > 1 else None
-            try:
-                value = call.fn(conn)
-            except Exception as exc:
-                if savepoint is None:
-                    transaction.rollback()
-                    call.future.set_exception(exc)
-                    return
-                savepoint.rollback()
-                results.append((call, False, exc))
+        """Commit the batch as one transaction. If any call fails, the batch is rolled back and
+        each call is run again alone, so one bad call costs only itself; nobody learns an
+        outcome before its commit."""
+        try:
+            with conn.begin():
+                results = [call.fn(conn) for call in batch]
+        except Exception as exc:
+            if len(batch) > 1:
+                for call in batch:
+                    Database._commit(conn, [call])
             else:
-                if savepoint is not None:
-                    savepoint.commit()
-                results.append((call, True, value))
-        transaction.commit()  # raises: the loop fails the whole batch
-        # Only once the commit is durable does anyone learn the outcome.
-        for call, ok, value in results:
-            if ok:
-                call.future.set_result(value)
-            else:
-                call.future.set_exception(value)
+                batch[0].resolve(False, exc)
+            return
+        for call, value in zip(batch, results, strict=True):
+            call.resolve(True, value)
+
+
+def _settle(future: Future[Any] | asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # an awaiting task was cancelled; the write happened all the same
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -32,6 +32,27 @@ from herder.store.tables import jobs, runs
 _NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
 _LAUNCHED = [s.value for s in LAUNCHED]
 
+# The hot statements are built once: building a SQLAlchemy statement costs more CPU than SQLite
+# takes to run it. Values travel as parameters; an UPDATE without .values() sets the columns
+# named in its parameters.
+_SOURCE_VALUES = {target: sorted(s.value for s in SOURCES[target]) for target in RunStatus}
+_INSERT = runs.insert().returning(*runs.c)
+_COUNT_RUN = (
+    jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(run_count=jobs.c.run_count + 1)
+)
+_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
+_GUARDED = (
+    runs.update()
+    .where(
+        runs.c.id == sa.bindparam("_id"), runs.c.status.in_(sa.bindparam("_from", expanding=True))
+    )
+    .returning(*runs.c)
+)
+_GUARDED_OWNED = _GUARDED.where(runs.c.owner == sa.bindparam("_owner"))
+_STOP_REASON = sa.select(runs.c.stop_reason, runs.c.cancel_force).where(
+    runs.c.id == sa.bindparam("run_id")
+)
+
 
 def _row_to_run(row: Row[Any]) -> Run:
     return Run(
@@ -83,44 +104,38 @@ def create(
     history)."""
     spec = job.spec
     try:
-        run_id = _insert(
-            conn,
-            runs.insert().values(
-                job_id=job.id,
-                namespace=spec.namespace,
-                job_name=spec.name,
-                status=status.value,
-                trigger=trigger.value,
-                attempt=attempt,
-                parent_id=parent_id,
-                submitter=submitter,
-                params=params,
-                env=env,
-                spec=spec.to_dict(),
-                backend=spec.backend,
-                labels=spec.labels,
-                created_at=now,
-                scheduled_for=scheduled_for,
-                cancel_force=False,
-            ),
-        )
+        row = conn.execute(
+            _INSERT,
+            {
+                "job_id": job.id,
+                "namespace": spec.namespace,
+                "job_name": spec.name,
+                "status": status.value,
+                "trigger": trigger.value,
+                "attempt": attempt,
+                "parent_id": parent_id,
+                "submitter": submitter,
+                "params": params,
+                "env": env,
+                "spec": spec.to_dict(),
+                "backend": spec.backend,
+                "labels": spec.labels,
+                "created_at": now,
+                "scheduled_for": scheduled_for,
+                "cancel_force": False,
+            },
+        ).one()
     except IntegrityError as exc:
         raise Conflict(
             f"job {job.ref} already has a run for slot {scheduled_for} attempt {attempt}",
             details={"scheduled_for": str(scheduled_for), "attempt": attempt},
         ) from exc
-    conn.execute(jobs.update().where(jobs.c.id == job.id).values(run_count=jobs.c.run_count + 1))
-    return get(conn, run_id)
-
-
-def _insert(conn: Connection, statement: Any) -> int:
-    key = conn.execute(statement).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    conn.execute(_COUNT_RUN, {"job_id": job.id})
+    return _row_to_run(row)
 
 
 def get(conn: Connection, run_id: int) -> Run:
-    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    row = conn.execute(_BY_ID, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"no run with id {run_id}", details={"run": run_id})
     return _row_to_run(row)
@@ -287,9 +302,7 @@ def finish(
 ) -> Run:
     """Record how a launched run's process ended; the status follows from it and from why herder
     may have stopped it (``model.runs.outcome``), decided inside this one transaction."""
-    row = conn.execute(
-        sa.select(runs.c.stop_reason, runs.c.cancel_force).where(runs.c.id == run_id)
-    ).first()
+    row = conn.execute(_STOP_REASON, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"no run with id {run_id}")
     reason = StopReason(row.stop_reason) if row.stop_reason else None

@@ -3,7 +3,7 @@
 The herder server does not fork runs itself: if it did, killing the server (SIGKILL, an OOM kill,
 a crash) would orphan its runs' pipes and lose how they ended. Instead ``python -m
 herder.supervisor DATA_DIR`` runs in its own session (like containerd-shim or conmon, but one per
-server), starts every local run, writes its logs and an exit record, and answers a restarted
+server), starts every local run, writes its logs and journals its end, and answers a restarted
 server about runs it started before.
 
 It speaks newline-delimited JSON over the Unix socket ``DATA_DIR/supervisor.sock``::
@@ -21,11 +21,11 @@ It speaks newline-delimited JSON over the Unix socket ``DATA_DIR/supervisor.sock
 
 ``exited`` (``{"op":"exited","id","exit_code","signal","pid"?}``) is also pushed, unasked, to
 every connection that spawned or watched the run, once the process group is gone, the logs are
-complete and ``LOG_DIR/exit.json`` is on disk. A process killed by signal N reports
+complete and its end is in ``DATA_DIR/exits.jsonl``. A process killed by signal N reports
 ``signal: N, exit_code: 128 + N``.
 
 Modules: ``protocol`` (names and framing, shared with the client), ``children`` (one run's
-process, pipes and log files), ``records`` (exit records, made durable in groups), ``server``
+process, pipes and log files), ``records`` (the exit journal), ``server``
 (the socket and the supervisor's lifetime), ``launch`` and ``client`` (the herder side, used by
 ``herder.backends.local``). The supervisor's side imports only the standard library (and uvloop
 when installed): it starts in well under 100 ms.

@@ -1,5 +1,5 @@
 """One local run as the supervisor holds it: its process, its two output pipes, its three log
-files, and the exit record written once all of them are done.
+files, and the end reported once all of them are done.
 
 Everything here runs on the supervisor's event loop without threads: the pipes and a pidfd of
 the process are watched with ``add_reader``, so a run costs a few file descriptors and no task.
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from herder.supervisor.protocol import EXIT_RECORD, OUTPUT_LOG, STDERR_LOG, STDOUT_LOG
+from herder.supervisor.protocol import OUTPUT_LOG, STDERR_LOG, STDOUT_LOG
 from herder.supervisor.records import Outcome
 
 RunId = int | str
@@ -55,38 +55,47 @@ def describe_spawn_error(exc: OSError, argv: list[str], cwd: str) -> str:
     return f"cannot run {argv[0]!r} ({reason})"
 
 
-def _open_three(log_dir: str) -> tuple[int, int, int]:
-    stdout = os.open(os.path.join(log_dir, STDOUT_LOG), _LOG_FLAGS, 0o644)
-    try:
-        stderr = os.open(os.path.join(log_dir, STDERR_LOG), _LOG_FLAGS, 0o644)
+class RunLogs:
+    """A run's stdout, stderr and combined output files, created on its first byte.
+
+    File creation is the dearest thing the supervisor does on a busy disk (more than the fork
+    and exec); a silent run costs no log files at all, and readers take a missing file as empty.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self._fds: tuple[int, int, int] | None = None
+
+    def write(self, stream: int, data: bytes) -> None:
+        """Append ``data`` to stream 0 (stdout) or 1 (stderr), and to the combined log."""
+        if self._fds is None:
+            self._fds = self._open()
+        _write_all(self._fds[stream], data)
+        _write_all(self._fds[2], data)
+
+    def close(self) -> None:
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
+
+    def _open(self) -> tuple[int, int, int]:
+        os.makedirs(self.log_dir, exist_ok=True)
+        opened: list[int] = []
         try:
-            return stdout, stderr, os.open(os.path.join(log_dir, OUTPUT_LOG), _LOG_FLAGS, 0o644)
+            for name in (STDOUT_LOG, STDERR_LOG, OUTPUT_LOG):
+                path = os.path.join(self.log_dir, name)
+                opened.append(os.open(path, _LOG_FLAGS, 0o644))
         except OSError:
-            os.close(stderr)
+            for fd in opened:
+                os.close(fd)
             raise
-    except OSError:
-        os.close(stdout)
-        raise
+        return opened[0], opened[1], opened[2]
 
 
-def _open_logs(log_dir: str) -> tuple[int, int, int]:
-    """The run's stdout, stderr and output log files, opened for appending."""
-    # A record left by an earlier process is not this one's. (ENOENT also when the folder itself
-    # is missing: opening the logs tells the two apart.)
-    try:
-        os.unlink(os.path.join(log_dir, EXIT_RECORD))
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise SpawnError(f"cannot use log folder {log_dir!r} ({exc.strerror or exc})") from exc
-    try:
-        try:
-            return _open_three(log_dir)
-        except FileNotFoundError:
-            os.makedirs(log_dir, exist_ok=True)
-            return _open_three(log_dir)
-    except OSError as exc:
-        raise SpawnError(f"cannot write logs in {log_dir!r} ({exc.strerror or exc})") from exc
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def become_subreaper() -> None:
@@ -126,12 +135,12 @@ def reap_strays(is_main: Callable[[int], bool]) -> None:
 
 
 class Child:
-    """A started run, from spawn until its exit record is written.
+    """A started run, from spawn until its end is journaled.
 
     When the main process ends the rest of its process group is killed; ``on_end`` is called
     once after that, when both pipes reached end of file and the group's processes are reaped
     (or ``DRAIN_LIMIT`` passed) and the log files are closed. ``outcome`` and ``finished_at``
-    are set then. Writing the exit record is the caller's part.
+    are set then. Journaling the end is the caller's part.
     """
 
     def __init__(
@@ -141,7 +150,7 @@ class Child:
         popen: subprocess.Popen[bytes],
         pidfd: int,
         pipes: tuple[int, int],
-        logs: tuple[int, int, int],
+        logs: RunLogs,
         on_end: Callable[[Child], None],
     ) -> None:
         self.run_id = run_id
@@ -153,7 +162,7 @@ class Child:
         self._popen = popen
         self._loop = asyncio.get_running_loop()
         self._on_end = on_end
-        self._stdout_log, self._stderr_log, self._output_log = logs
+        self._logs = logs
         self._open_pipes = set(pipes)
         self._group_left = True  # processes of the group (besides the main one) may remain
         self._escalation: asyncio.TimerHandle | None = None
@@ -164,9 +173,9 @@ class Child:
         self._write_failed = False
         self._pidfd = pidfd
         self._loop.add_reader(self._pidfd, self._on_exit)
-        for pipe, sink in zip(pipes, (self._stdout_log, self._stderr_log), strict=True):
+        for stream, pipe in enumerate(pipes):
             os.set_blocking(pipe, False)
-            self._loop.add_reader(pipe, self._on_output, pipe, sink)
+            self._loop.add_reader(pipe, self._on_output, pipe, stream)
 
     @classmethod
     def start(
@@ -179,13 +188,22 @@ class Child:
         log_dir: str,
         stdin: int,
         on_end: Callable[[Child], None],
+        make_cwd: bool = False,
     ) -> Child:
-        """Start ``argv`` in its own session with its output going to ``log_dir``.
+        """Start ``argv`` in its own session with its output going to ``log_dir``; with
+        ``make_cwd`` its working folder is created first (here, off the server's event loop).
 
         Raises ``SpawnError`` when the program or the folders are not usable; nothing is left
         running or open then.
         """
-        logs = _open_logs(log_dir)
+        if make_cwd:
+            try:
+                os.makedirs(cwd, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise SpawnError(
+                    f"cannot create working folder {cwd!r} ({exc.strerror or exc})"
+                ) from exc
+        logs = RunLogs(log_dir)
         out_r = out_w = err_r = err_w = -1
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -203,7 +221,7 @@ class Child:
                 close_fds=True,
             )
         except BaseException as exc:
-            for fd in (out_r, out_w, err_r, err_w, *logs):
+            for fd in (out_r, out_w, err_r, err_w):
                 if fd >= 0:
                     os.close(fd)
             if isinstance(exc, OSError):
@@ -218,7 +236,7 @@ class Child:
         except OSError as exc:  # out of descriptors: a run nobody watches must not run
             os.killpg(popen.pid, signal.SIGKILL)
             popen.wait()
-            for fd in (out_r, err_r, *logs):
+            for fd in (out_r, err_r):
                 os.close(fd)
             raise SpawnError(f"the supervisor cannot watch one more run ({exc})") from exc
         return cls(run_id, log_dir, popen, pidfd, (out_r, err_r), logs, on_end)
@@ -292,7 +310,7 @@ class Child:
         if not (self._finished or self._open_pipes or self._group_left or self.outcome is None):
             self._finish()
 
-    def _on_output(self, pipe: int, sink: int) -> None:
+    def _on_output(self, pipe: int, stream: int) -> None:
         try:
             data = os.read(pipe, _READ_SIZE)
         except BlockingIOError:
@@ -300,8 +318,7 @@ class Child:
         except OSError:
             data = b""
         if data:
-            self._write(sink, data)
-            self._write(self._output_log, data)
+            self._write(stream, data)
             return
         self._close_pipe(pipe)
         self._maybe_finish()
@@ -311,10 +328,9 @@ class Child:
         os.close(pipe)
         self._open_pipes.discard(pipe)
 
-    def _write(self, fd: int, data: bytes) -> None:
+    def _write(self, stream: int, data: bytes) -> None:
         try:
-            while data:
-                data = data[os.write(fd, data) :]
+            self._logs.write(stream, data)
         except OSError as exc:
             if not self._write_failed:  # say it once, keep draining so the run never blocks
                 log(f"run {self.run_id}: cannot write its logs in {self.log_dir}: {exc}")
@@ -343,6 +359,5 @@ class Child:
         self._finished = True
         if self._drain_timer is not None:
             self._drain_timer.cancel()
-        for fd in (self._stdout_log, self._stderr_log, self._output_log):
-            os.close(fd)
+        self._logs.close()
         self._on_end(self)

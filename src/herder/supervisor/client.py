@@ -4,7 +4,7 @@ Replies and events are routed by run id to futures; nothing here blocks the serv
 the connection drops while the server runs, the client reconnects (starting a supervisor if
 needed), says hello again and re-sends ``watch`` for every run whose end it does not know yet,
 and ``kill`` for every kill not yet confirmed: no event is lost, because the supervisor answers
-a watch from memory or from the run's ``exit.json``.
+a watch from memory or from its exit journal.
 """
 
 from __future__ import annotations
@@ -110,7 +110,14 @@ class SupervisorClient:
         self._fail_all("the local backend was closed")
 
     async def spawn(
-        self, run_id: object, *, argv: list[str], env: dict[str, str], cwd: str, log_dir: str
+        self,
+        run_id: object,
+        *,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_dir: str,
+        make_cwd: bool = False,
     ) -> int | None:
         """Start a run; its pid, or ``BackendError`` with the supervisor's reason."""
         connection = await self._connection()
@@ -121,7 +128,8 @@ class SupervisorClient:
         run = _Run(log_dir, spawn=_future())
         self._runs[run_id] = run
         connection.send(
-            {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd, "log_dir": log_dir}
+            {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd,
+             "log_dir": log_dir, "make_cwd": make_cwd}
         )
         assert run.spawn is not None
         reply = await run.spawn

@@ -12,12 +12,13 @@ SOCKET_NAME = "supervisor.sock"
 LOCK_NAME = "supervisor.lock"
 LOG_NAME = "supervisor.log"
 PID_NAME = "supervisor.pid"  # the pid of the supervisor listening now (absent when none)
-EXIT_RECORD = "exit.json"
+EXIT_JOURNAL = "exits.jsonl"
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
 OUTPUT_LOG = "output.log"  # both streams in arrival order
 
 IDLE_ENV = "HERDER_SUPERVISOR_IDLE"
+SYNC_ENV = "HERDER_SYNC_EXIT_RECORDS"
 DEFAULT_IDLE = 30.0
 
 # sun_path holds 108 bytes on Linux (104 on some BSDs) including the final NUL; refusing a bit

@@ -1,8 +1,19 @@
-"""Exit records: ``LOG_DIR/exit.json``, the durable word on how a run ended.
+"""The exit journal: ``DATA_DIR/exits.jsonl``, the supervisor's word on how each run ended.
 
-The record is what lets a server that was down when a run ended (or a supervisor that restarted)
-still report the true end. It is written atomically (temporary file, rename) and flushed to disk
-before anyone is told the run ended, so "exited" on the wire always means "and it is on disk".
+It lets a server that was down when a run ended (or a supervisor that restarted) still report
+the true end. One line is appended per run start and per run end (``O_APPEND``: no file is
+created, which on a busy disk costs more than the fork and exec of a run), and the end is told
+to anyone only once its line is written, so it survives the death of any process. The last
+line about a run wins: a ``start`` line clears an older end recorded under the same id.
+
+Flushing it to disk as well (``HERDER_SYNC_EXIT_RECORDS=1``) also survives a power loss or a
+kernel crash, at the price of an ``fdatasync`` per group of ends. Without it a run that ended in
+the last seconds before a power loss may be reported lost (PROC_ERROR) instead of with its exit
+code; its processes died with the machine anyway. The database makes the same trade (SQLite
+``synchronous=NORMAL``).
+
+At start the journal is read back, and rewritten with only the ends of the last
+``KEEP_SECONDS`` when it has grown past ``COMPACT_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -10,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from herder.supervisor.protocol import EXIT_RECORD, Message
+from herder.supervisor.protocol import EXIT_JOURNAL, Message
+
+KEEP_SECONDS = 30 * 86400
+COMPACT_LINES = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,114 +51,104 @@ class Outcome:
         return {"exit_code": self.exit_code, "signal": self.signal}
 
 
-def read_exit_record(log_dir: str) -> Outcome | None:
-    """The outcome kept in ``log_dir/exit.json``, ``None`` when there is none; ``ValueError``
-    when the file is there but is not a record (it is then no evidence of anything)."""
-    try:
-        with open(os.path.join(log_dir, EXIT_RECORD), "rb") as file:
-            record = json.load(file)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError) as exc:  # ValueError: an empty or torn file
-        raise ValueError(f"cannot read {EXIT_RECORD} in {log_dir}: {exc}") from exc
-    exit_code = record.get("exit_code") if isinstance(record, dict) else "?"
-    sig = record.get("signal") if isinstance(record, dict) else "?"
-    if not isinstance(exit_code, int | None) or not isinstance(sig, int | None):
-        raise ValueError(f"{EXIT_RECORD} in {log_dir} is not an exit record")
-    return Outcome(exit_code=exit_code, signal=sig)
-
-
-def _syncfs_function() -> Callable[[int], None]:
-    """``syncfs(2)``: flush the file system of a descriptor (the os module does not offer it)."""
-    try:
-        import ctypes
-
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - not glibc/musl Linux
-        return lambda fd: os.sync()  # every file system: slower, still correct
-
-    def flush(fd: int) -> None:
-        if syncfs(fd) != 0:
-            number = ctypes.get_errno()
-            raise OSError(number, os.strerror(number))
-
-    return flush
-
-
 Done = Callable[[str | None], None]  # called on the loop with None, or what went wrong
 
 
-class RecordWriter:
-    """Writes exit records, and calls each one's ``done`` once it is durable.
+class ExitJournal:
+    """Appends starts and ends to the journal; remembers the ends it holds."""
 
-    A record is written to a temporary file and renamed into place on the loop (cheap, and
-    atomic for readers). Durability comes in groups: an fsync per record forces a journal
-    commit per run and stalls the file creations around it (on the 2-core ext4 VM this was
-    written on: 310-620 runs/s, against 720-1,400 with grouped flushes). Instead one thread
-    runs one ``syncfs`` per file system for all the records written meanwhile (about a
-    millisecond, while the loop goes on), and only then are their ``done`` called.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, data_dir: str, *, durable: bool = False) -> None:
+        self.path = os.path.join(data_dir, EXIT_JOURNAL)
+        self._durable = durable
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exit-records")
-        self._syncfs = _syncfs_function()
+        self.ends: dict[object, Outcome] = load(self.path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exit-journal")
         self._waiting: list[Done] = []
-        self._file_systems: dict[int, int] = {}  # st_dev -> a descriptor on it, for syncfs
         self._syncing = False
 
-    def write(self, log_dir: str, outcome: Outcome, finished_at: float, done: Done) -> None:
-        """Write ``log_dir/exit.json``; ``done`` is called on the loop once it is on disk, or
-        with what went wrong."""
-        record = outcome.fields()
-        record["finished_at"] = datetime.fromtimestamp(finished_at, UTC).isoformat()
-        final = os.path.join(log_dir, EXIT_RECORD)
-        temporary = final + ".tmp"
+    def started(self, run_id: object) -> None:
+        """A run starts under ``run_id``: an end recorded under that id before is not its end."""
+        if self.ends.pop(run_id, None) is not None:
+            self._append({"id": run_id, "start": True})
+
+    def ended(self, run_id: object, outcome: Outcome, finished_at: float, done: Done) -> None:
+        """Record the end; ``done`` is called on the loop once it is written (and flushed, in
+        durable mode), or with what went wrong."""
+        record = {"id": run_id, **outcome.fields(),
+                  "finished_at": datetime.fromtimestamp(finished_at, UTC).isoformat()}
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, json.dumps(record).encode())
-                device = os.fstat(fd).st_dev
-                if device not in self._file_systems:
-                    self._file_systems[device] = os.dup(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, final)
+            self._append(record)
         except OSError as exc:
-            self._loop.call_soon(done, f"cannot write its exit record in {log_dir}: {exc}")
+            self._loop.call_soon(done, f"cannot write its end to {self.path}: {exc}")
+            return
+        self.ends[run_id] = outcome
+        if not self._durable:
+            self._loop.call_soon(done, None)
             return
         self._waiting.append(done)
         if not self._syncing:
             self._sync()
 
     def close(self) -> None:
-        """Stop the thread (after the flush under way, if any)."""
+        """Stop the flushing thread (after the flush under way, if any)."""
         self._executor.shutdown(wait=True)
-        for fd in self._file_systems.values():
-            os.close(fd)
-        self._file_systems.clear()
+        os.close(self._fd)
+
+    def _append(self, record: Message) -> None:
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
     def _sync(self) -> None:
         waiting, self._waiting = self._waiting, []
-        descriptors = list(self._file_systems.values())
-        self._file_systems.clear()
         self._syncing = True
-        future = self._loop.run_in_executor(self._executor, self._flush, descriptors)
+        future = self._loop.run_in_executor(self._executor, os.fdatasync, self._fd)
         future.add_done_callback(lambda finished: self._synced(waiting, finished))
-
-    def _flush(self, descriptors: list[int]) -> None:
-        try:
-            for fd in descriptors:
-                self._syncfs(fd)
-        finally:
-            for fd in descriptors:
-                os.close(fd)
 
     def _synced(self, waiting: list[Done], finished: asyncio.Future[None]) -> None:
         self._syncing = False
         error = None if finished.cancelled() else finished.exception()
-        problem = None if error is None else f"its exit record may not be durable: {error}"
+        problem = None if error is None else f"its end may not be durable: {error}"
         for done in waiting:
             done(problem)
         if self._waiting:
             self._sync()
+
+
+def load(path: str) -> dict[object, Outcome]:
+    """The ends the journal at ``path`` holds (the last line about a run wins); a journal grown
+    past ``COMPACT_LINES`` is rewritten with the ends of the last ``KEEP_SECONDS`` only."""
+    ends: dict[object, tuple[Outcome, str]] = {}
+    lines = 0
+    try:
+        with open(path, "rb") as journal:
+            for raw in journal:
+                lines += 1
+                try:
+                    record = json.loads(raw)
+                    run_id = record["id"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash: not evidence of anything
+                if record.get("start"):
+                    ends.pop(run_id, None)
+                    continue
+                code, sig = record.get("exit_code"), record.get("signal")
+                if isinstance(code, int | None) and isinstance(sig, int | None):
+                    ends[run_id] = (Outcome(code, sig), str(record.get("finished_at", "")))
+    except FileNotFoundError:
+        return {}
+    if lines > COMPACT_LINES:
+        _compact(path, ends)
+    return {run_id: outcome for run_id, (outcome, _) in ends.items()}
+
+
+def _compact(path: str, ends: dict[object, tuple[Outcome, str]]) -> None:
+    cutoff = datetime.fromtimestamp(time.time() - KEEP_SECONDS, UTC).isoformat()
+    for run_id in [r for r, (_, at) in ends.items() if at < cutoff]:
+        del ends[run_id]
+    temporary = path + ".tmp"
+    with open(temporary, "w") as journal:
+        for run_id, (outcome, at) in ends.items():
+            journal.write(json.dumps({"id": run_id, **outcome.fields(), "finished_at": at}) + "\n")
+        journal.flush()
+        os.fsync(journal.fileno())
+    os.replace(temporary, path)

@@ -31,11 +31,12 @@ from herder.supervisor.protocol import (
     IDLE_ENV,
     LOCK_NAME,
     PID_NAME,
+    SYNC_ENV,
     LineProtocol,
     Message,
     socket_path,
 )
-from herder.supervisor.records import Outcome, RecordWriter, read_exit_record
+from herder.supervisor.records import ExitJournal, Outcome
 
 _RECENT = 10_000  # ended runs remembered by id, for watches that come without a log_dir
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
@@ -106,7 +107,7 @@ class Connection(LineProtocol):
 class Supervisor:
     """The runs of one data folder and the connections that care about them."""
 
-    def __init__(self, idle: float) -> None:
+    def __init__(self, data_dir: str, idle: float) -> None:
         self.idle = idle
         self.children: dict[RunId, Child] = {}
         self.pids: dict[int, Child] = {}  # main pid -> run, until the run has ended
@@ -123,12 +124,14 @@ class Supervisor:
         }
         # Runs read /dev/null as stdin; one shared descriptor saves an open per run.
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        self._records = RecordWriter()
+        self._journal = ExitJournal(
+            data_dir, durable=os.environ.get(SYNC_ENV, "") in ("1", "true")
+        )
         self._idle_timer: asyncio.TimerHandle | None = None
         self._check_idle()
 
     def close(self) -> None:
-        self._records.close()
+        self._journal.close()
         os.close(self._devnull)
         for connection in self.connections:
             connection.flush()
@@ -170,10 +173,12 @@ class Supervisor:
                 log_dir=message["log_dir"],
                 stdin=self._devnull,
                 on_end=self._output_done,
+                make_cwd=message.get("make_cwd") is True,
             )
         except SpawnError as exc:
             connection.send({"op": "failed", "id": run_id, "error": str(exc)})
             return
+        self._journal.started(run_id)
         child.watchers.add(connection)
         self.children[run_id] = child
         self.pids[child.pid] = child
@@ -191,12 +196,7 @@ class Supervisor:
         if run_id in self.recent:
             outcome, reply["pid"] = self.recent[run_id]
         else:
-            log_dir = message.get("log_dir")
-            try:
-                found = read_exit_record(log_dir) if isinstance(log_dir, str) else None
-            except ValueError as exc:
-                log(f"run {run_id}: {exc}")
-                found = None
+            found = self._journal.ends.get(run_id)
             if found is None:
                 connection.send({"op": "unknown", "id": run_id})
                 return
@@ -224,15 +224,15 @@ class Supervisor:
 
     def _output_done(self, child: Child) -> None:
         assert child.outcome is not None
-        self._records.write(
-            child.log_dir,
+        self._journal.ended(
+            child.run_id,
             child.outcome,
             child.finished_at,
             lambda problem: self._ended(child, problem),
         )
 
     def _ended(self, child: Child, problem: str | None) -> None:
-        """The run's exit record is on disk (or could not be written): tell its watchers."""
+        """The run's end is journaled (or could not be): tell its watchers."""
         assert child.outcome is not None
         if problem is not None:
             log(f"run {child.run_id}: {problem}")
@@ -310,7 +310,7 @@ async def serve(path: str, ready: Callable[[], None]) -> None:
     pid_file = os.path.join(os.path.dirname(path), PID_NAME)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # we hold the lock: a socket file left here is stale
-    supervisor = Supervisor(_idle_seconds())
+    supervisor = Supervisor(os.path.dirname(path), _idle_seconds())
     try:
         umask = os.umask(0o177)  # bind creates the socket 0600 from the start
         try:
