@@ -65,7 +65,8 @@ async def _post_loop(port: int, path: str, count: int, ids: list[int]) -> None:
 async def submit_all(url: str, runs: int, concurrency: int) -> tuple[float, float, list[int]]:
     port = int(url.rsplit(":", 1)[1])
     ids: list[int] = []
-    shares = [runs // concurrency + (1 if i < runs % concurrency else 0) for i in range(concurrency)]
+    share, extra = divmod(runs, concurrency)
+    shares = [share + (1 if i < extra else 0) for i in range(concurrency)]
     start = time.perf_counter()
     await asyncio.gather(
         *(_post_loop(port, "/api/v1/jobs/bench-true/runs", n, ids) for n in shares if n)

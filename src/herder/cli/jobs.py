@@ -189,16 +189,8 @@ def list_jobs(
     }
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
-        page = api.list_jobs(params, all_pages=all_pages)
-    if fmt is not Output.TABLE:
-        render.emit(page, fmt)
-        return
-    if page["items"]:
-        render.out().print(render.jobs_table(page["items"]))
-    else:
-        render.hint("no jobs found")
-    if page.get("next_cursor"):
-        render.hint("more jobs exist: add --all to see them all")
+        found = api.list_jobs(params, all_pages=all_pages)
+    render.page(found, fmt, render.jobs_table, "jobs")
 
 
 @app.command("show")

@@ -11,7 +11,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +70,19 @@ def dump(data: Any, fmt: Output) -> str:
     if fmt is Output.YAML:
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def page(data: dict[str, Any], fmt: Output, table: Callable[[list[Any]], Any], noun: str) -> None:
+    """A page of a list: the API's document for scripts, a table (or a hint) for people."""
+    if fmt is not Output.TABLE:
+        emit(data, fmt)
+        return
+    if data["items"]:
+        out().print(table(data["items"]))
+    else:
+        hint(f"no {noun} found")
+    if data.get("next_cursor"):
+        hint(f"more {noun} exist: add --all to see them all")
 
 
 def emit(data: Any, fmt: Output) -> None:

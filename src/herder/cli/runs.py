@@ -226,17 +226,8 @@ def runs(
     }
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
-        page = api.list_runs(query, all_pages=all_pages)
-    if fmt is not Output.TABLE:
-        render.emit(page, fmt)
-        return
-    items = page["items"]
-    if items:
-        render.out().print(render.runs_table(items))
-    else:
-        render.hint("no runs found")
-    if page.get("next_cursor"):
-        render.hint("more runs exist: add --all to see them all")
+        found = api.list_runs(query, all_pages=all_pages)
+    render.page(found, fmt, render.runs_table, "runs")
 
 
 def cancel(

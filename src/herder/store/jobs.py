@@ -85,15 +85,20 @@ def parse_ref(ref: str) -> tuple[int | None, str, str]:
     return None, namespace or DEFAULT_NAMESPACE, name
 
 
+# Built once: every run submission looks its job up.
+_BY_ID = sa.select(jobs).where(jobs.c.id == sa.bindparam("id"))
+_BY_NAME = sa.select(jobs).where(
+    jobs.c.namespace == sa.bindparam("namespace"), jobs.c.name == sa.bindparam("name")
+)
+
+
 def get(conn: Connection, ref: str) -> Job:
     """One job by id, ``namespace/name`` or name; ``NotFound`` names what was looked for."""
     job_id, namespace, name = parse_ref(ref)
-    query = sa.select(jobs)
     if job_id is not None:
-        query = query.where(jobs.c.id == job_id)
+        row = conn.execute(_BY_ID, {"id": job_id}).first()
     else:
-        query = query.where(jobs.c.namespace == namespace, jobs.c.name == name)
-    row = conn.execute(query).first()
+        row = conn.execute(_BY_NAME, {"namespace": namespace, "name": name}).first()
     if row is None:
         what = f"id {job_id}" if job_id is not None else f"name {namespace}/{name}"
         raise NotFound(f"no job with {what}", details={"job": ref[:200]})
