@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,10 +108,25 @@ class Engine:
         await backend.open()
         return backend
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn_run_task(self, run_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        """Start a task that carries one run; a bug in it ends that run, never the engine."""
         if self._tasks is None:
             raise HerderError("the engine is not running")
-        self._tasks.create_task(coro, name=name)
+        self._tasks.create_task(self._guarded(run_id, coro), name=f"herder-run-{run_id}")
+
+    async def _guarded(self, run_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.exception("run %s: unexpected error in the engine", run_id,
+                          extra={"run_id": run_id, "action": "engine_error"})
+            try:
+                await self.db.write(
+                    run_store.fail, run_id, owner=self.owner, now=self.clock(),
+                    error=f"internal error while following the run: {exc!r}"[:4000],
+                )
+            except HerderError:
+                pass  # it has ended meanwhile, or belongs to another server now
 
     # What the API asks -----------------------------------------------------------------------
 
@@ -179,14 +194,18 @@ class Engine:
             except TimeoutError:
                 pass  # also look now and then: another face may have written READY runs
             self._wake.clear()
-            while True:
-                claimed = await self.db.write(
-                    run_store.claim_ready, self.owner, self.dispatch_batch
-                )
-                for run in claimed:
-                    self._spawn(self._launch(run), name=f"herder-run-{run.id}")
-                if len(claimed) < self.dispatch_batch:
-                    break
+            try:
+                while True:
+                    claimed = await self.db.write(
+                        run_store.claim_ready, self.owner, self.dispatch_batch
+                    )
+                    for run in claimed:
+                        self._spawn_run_task(run.id, self._launch(run))
+                    if len(claimed) < self.dispatch_batch:
+                        break
+            except Exception:  # the store is down: READY runs wait there, nothing is lost
+                log.exception("dispatch failed; trying again in a second",
+                              extra={"action": "dispatch_failed"})
 
     async def _launch(self, run: Run) -> None:
         try:
@@ -266,12 +285,20 @@ class Engine:
                 except TimeoutError:
                     pass
                 continue
-            heapq.heappop(self._deadlines)
-            if await self.db.write(run_store.mark_stopping, run_id, StopReason.TIMEOUT):
+            try:
+                marked = await self.db.write(run_store.mark_stopping, run_id, StopReason.TIMEOUT)
                 run = await self.db.read(run_store.get, run_id)
-                log.info("run %s reached its timeout", run_id,
-                         extra={"run_id": run_id, "action": "run_timeout"})
-                await self._stop(run, force=False)
+                # Also when an earlier attempt marked it but could not reach the backend.
+                if marked or (run.status in LAUNCHED and run.stop_reason is StopReason.TIMEOUT):
+                    log.info("run %s reached its timeout", run_id,
+                             extra={"run_id": run_id, "action": "run_timeout"})
+                    await self._stop(run, force=False)
+            except Exception:  # try again shortly: a missed deadline must not be forgotten
+                log.exception("run %s: could not stop it at its timeout", run_id,
+                              extra={"run_id": run_id, "action": "timeout_failed"})
+                heapq.heapreplace(self._deadlines, (self.clock() + timedelta(seconds=1), run_id))
+                continue
+            heapq.heappop(self._deadlines)
 
     # Restart ---------------------------------------------------------------------------------
 
@@ -292,4 +319,4 @@ class Engine:
             handle = run.handle or {"log_dir": str(self.logs.run_dir(run.id))}
             log.info("run %s in doubt after a restart; reconciling", run.id,
                      extra={"run_id": run.id, "action": "run_reconcile"})
-            self._spawn(self._follow(doubted, backend, handle), name=f"herder-run-{run.id}")
+            self._spawn_run_task(run.id, self._follow(doubted, backend, handle))
