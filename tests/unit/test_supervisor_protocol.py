@@ -133,3 +133,24 @@ def test_exit_journal_compacts_old_ends(tmp_path: Path, monkeypatch: pytest.Monk
     journal.write_text("".join(json.dumps(r) + "\n" for r in (old, new, {"id": 3, "start": 1})))
     assert load(str(journal)) == {2: Outcome(1, None)}
     assert len(journal.read_text().splitlines()) == 1
+
+
+def test_exit_journal_forgets_old_ends_in_memory_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    monkeypatch.setattr(records, "REMEMBERED", 2)
+
+    async def main() -> None:
+        journal = records.ExitJournal(str(tmp_path))
+        try:
+            for run_id in (1, 2, 3):
+                journal.ended(run_id, Outcome(run_id, None), 0.0, lambda problem: None)
+            assert list(journal.ends) == [2, 3]  # bounded memory
+            assert journal.find(1) == Outcome(1, None)  # still answered, from the file
+            assert journal.find(4) is None
+        finally:
+            journal.close()
+
+    asyncio.run(main())

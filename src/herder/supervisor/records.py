@@ -31,6 +31,7 @@ from herder.supervisor.protocol import EXIT_JOURNAL, Message
 
 KEEP_SECONDS = 30 * 86400
 COMPACT_LINES = 200_000
+REMEMBERED = 100_000  # ends kept in memory; older ones are looked up in the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +84,20 @@ class ExitJournal:
             self._loop.call_soon(done, f"cannot write its end to {self.path}: {exc}")
             return
         self.ends[run_id] = outcome
+        if len(self.ends) > REMEMBERED:  # a long-lived supervisor: forget the oldest end
+            del self.ends[next(iter(self.ends))]
         if not self._durable:
             self._loop.call_soon(done, None)
             return
         self._waiting.append(done)
         if not self._syncing:
             self._sync()
+
+    def find(self, run_id: object) -> Outcome | None:
+        """The end of ``run_id``: from memory, else (rarely: a server down for a long while)
+        from the file."""
+        found = self.ends.get(run_id)
+        return found if found is not None else load(self.path, compact=False).get(run_id)
 
     def close(self) -> None:
         """Stop the flushing thread (after the flush under way, if any)."""
@@ -114,7 +123,7 @@ class ExitJournal:
             self._sync()
 
 
-def load(path: str) -> dict[object, Outcome]:
+def load(path: str, *, compact: bool = True) -> dict[object, Outcome]:
     """The ends the journal at ``path`` holds (the last line about a run wins); a journal grown
     past ``COMPACT_LINES`` is rewritten with the ends of the last ``KEEP_SECONDS`` only."""
     ends: dict[object, tuple[Outcome, str]] = {}
@@ -136,7 +145,7 @@ def load(path: str) -> dict[object, Outcome]:
                     ends[run_id] = (Outcome(code, sig), str(record.get("finished_at", "")))
     except FileNotFoundError:
         return {}
-    if lines > COMPACT_LINES:
+    if compact and lines > COMPACT_LINES:
         _compact(path, ends)
     return {run_id: outcome for run_id, (outcome, _) in ends.items()}
 

@@ -196,7 +196,7 @@ class Supervisor:
         if run_id in self.recent:
             outcome, reply["pid"] = self.recent[run_id]
         else:
-            found = self._journal.ends.get(run_id)
+            found = self._journal.find(run_id)
             if found is None:
                 connection.send({"op": "unknown", "id": run_id})
                 return
