@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     )
     sync_exit_records: bool = Field(
         False,
-        description="flush each local run's exit record to disk (survives power loss; slower)",
+        description="flush each local run's end to disk before reporting it (survives a power "
+        "loss; slower)",
     )
     log_level: str = Field("info", description="server log level")
 

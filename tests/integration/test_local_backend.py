@@ -141,8 +141,8 @@ def context(data_dir: Path, run_id: int, argv: list[str], **changes: Any) -> Run
 
 
 @contextlib.asynccontextmanager
-async def opened(data_dir: Path) -> AsyncIterator[LocalBackend]:
-    backend = LocalBackend(data_dir=data_dir)
+async def opened(data_dir: Path, **settings: Any) -> AsyncIterator[LocalBackend]:
+    backend = LocalBackend(data_dir=data_dir, **settings)
     await backend.open()
     try:
         yield backend
@@ -208,6 +208,20 @@ def _journaled(data_dir: Path, run_id: int) -> dict[str, Any] | None:
     records = [json.loads(line) for line in lines if line]
     ends = [r for r in records if r.get("id") == run_id and not r.get("start")]
     return ends[-1] if ends else None
+
+
+def test_durable_mode_flushes_before_reporting(data_dir: Path) -> None:
+    async def main() -> int | None:
+        async with opened(data_dir, sync_exit_records=True) as backend:
+            run = context(data_dir, 1, ["sh", "-c", "exit 6"])
+            assert await run_to_end(backend, run) == Exited(6)
+            record = _journaled(data_dir, 1)  # reported only once it is written
+            assert record is not None and record["exit_code"] == 6
+            return backend.supervisor_pid
+
+    pid = arun(main())
+    environ = Path(f"/proc/{pid}/environ").read_bytes()  # the setting reached the supervisor
+    assert b"HERDER_SYNC_EXIT_RECORDS=1" in environ.split(b"\0")
 
 
 def test_silent_run_creates_no_log_files(data_dir: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -19,7 +18,6 @@ from herder.server_identity import server_id
 from herder.settings import Settings
 from herder.store.database import Database
 from herder.store.migrate import upgrade
-from herder.supervisor.protocol import SYNC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # The supervisor, started by the local backend, reads its settings from the environment.
-        os.environ[SYNC_ENV] = "1" if settings.sync_exit_records else "0"
         db = Database(settings.store_url)
         await asyncio.to_thread(upgrade, db.engine)
         engine = Engine(
             db, data_dir=data_dir, owner=server_id(data_dir), kill_grace=settings.kill_grace,
             default_timeout=settings.default_timeout, dispatch_batch=settings.dispatch_batch,
+            backend_settings={"sync_exit_records": settings.sync_exit_records},
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")

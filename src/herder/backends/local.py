@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from herder.backends.base import BackendEvent, Exited, Handle, RunContext, Running
 from herder.model.errors import BackendError, RunLost
 from herder.supervisor.client import SupervisorClient
+from herder.supervisor.protocol import SYNC_ENV
 
 
 def _absolute(path: Path) -> str:
@@ -36,9 +37,13 @@ class LocalBackend:
 
     name: ClassVar[str] = "local"
 
-    def __init__(self, *, data_dir: Path, **_ignored: Any) -> None:
+    def __init__(
+        self, *, data_dir: Path, sync_exit_records: bool = False, **_ignored: Any
+    ) -> None:
         self.data_dir = Path(data_dir).absolute()
-        self._client = SupervisorClient(self.data_dir)
+        # Read by a supervisor this backend starts; one already running keeps its own.
+        settings = {SYNC_ENV: "1" if sync_exit_records else "0"}
+        self._client = SupervisorClient(self.data_dir, settings=settings)
 
     @property
     def supervisor_pid(self) -> int | None:

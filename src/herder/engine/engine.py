@@ -52,6 +52,7 @@ class Engine:
         kill_grace: float = 10.0,
         default_timeout: float | None = None,
         dispatch_batch: int = 64,
+        backend_settings: dict[str, Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -61,6 +62,7 @@ class Engine:
         self.kill_grace = kill_grace
         self.default_timeout = default_timeout
         self.dispatch_batch = dispatch_batch
+        self.backend_settings = backend_settings or {}
         self.clock = clock
         self._backends: dict[str, asyncio.Future[Backend]] = {}
         self._wake = asyncio.Event()
@@ -104,7 +106,7 @@ class Engine:
             raise
 
     async def _open_backend(self, name: str) -> Backend:
-        backend = backends.create(name, data_dir=self.data_dir)
+        backend = backends.create(name, data_dir=self.data_dir, **self.backend_settings)
         await backend.open()
         return backend
 

@@ -153,20 +153,24 @@ def _compiled(expression: str) -> croniter:
     return croniter(fields, _REFERENCE, second_at_beginning=fields.count(" ") == 5)
 
 
-def _next_wall(expression: str, wall: datetime) -> datetime | None:
+def _step_wall(expression: str, wall: datetime, *, forward: bool) -> datetime | None:
+    """The matching wall time after (or before) ``wall``; ``None`` when there is none."""
+    cursor = copy.copy(_compiled(expression))
     try:
-        result: datetime = copy.copy(_compiled(expression)).get_next(datetime, start_time=wall)
+        result: datetime = (cursor.get_next if forward else cursor.get_prev)(
+            datetime, start_time=wall
+        )
     except CroniterBadDateError:
         return None
     return result
+
+
+def _next_wall(expression: str, wall: datetime) -> datetime | None:
+    return _step_wall(expression, wall, forward=True)
 
 
 def _prev_wall(expression: str, wall: datetime) -> datetime | None:
-    try:
-        result: datetime = copy.copy(_compiled(expression)).get_prev(datetime, start_time=wall)
-    except CroniterBadDateError:
-        return None
-    return result
+    return _step_wall(expression, wall, forward=False)
 
 
 @lru_cache(maxsize=8192)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +80,11 @@ class _Connection(LineProtocol):
 class SupervisorClient:
     """A connection to the supervisor of ``data_dir`` and the runs it started or follows."""
 
-    def __init__(self, data_dir: Path, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, data_dir: Path, *, timeout: float = 10.0, settings: Mapping[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.settings = dict(settings or {})  # for a supervisor this client has to start
         self.timeout = timeout
         self.current: _Connection | None = None
         self.supervisor_pid: int | None = None
@@ -241,7 +244,8 @@ class SupervisorClient:
         deadline = loop.time() + self.timeout
         while True:
             connection = await launch.connect(
-                self.data_dir, lambda: _Connection(self), deadline=deadline
+                self.data_dir, lambda: _Connection(self), deadline=deadline,
+                settings=self.settings,
             )
             connection.send({"op": "hello"})
             await asyncio.wait(

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,11 +34,12 @@ def log_tail(data_dir: Path, lines: int = 5) -> str:
     return f"; {path} ends with:\n" + "\n".join(kept) if kept else ""
 
 
-def _launch(data_dir: Path, timeout: float) -> int | None:
+def _launch(data_dir: Path, timeout: float, settings: Mapping[str, str]) -> int | None:
     """Run ``python -m herder.supervisor --detach`` and wait until it says it listens (0), lost
-    the race to another supervisor (0) or failed (its exit status); ``None`` on timeout."""
+    the race to another supervisor (0) or failed (its exit status); ``None`` on timeout.
+    ``settings`` (``HERDER_*`` variables the supervisor reads) are added to its environment."""
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    env = dict(os.environ)
+    env = dict(os.environ) | dict(settings)
     # The supervisor must import this very herder, even when it is not installed.
     source = os.path.dirname(os.path.dirname(os.path.abspath(herder.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
@@ -70,13 +71,17 @@ _launches: weakref.WeakKeyDictionary[
 
 
 async def _shared_launch(
-    loop: asyncio.AbstractEventLoop, path: str, data_dir: Path, within: float
+    loop: asyncio.AbstractEventLoop,
+    path: str,
+    data_dir: Path,
+    within: float,
+    settings: Mapping[str, str],
 ) -> int | None:
     launches = _launches.setdefault(loop, {})
     launch = launches.get(path)
     if launch is None or launch.done():
         launch = launches[path] = asyncio.ensure_future(
-            asyncio.to_thread(_launch, data_dir, within)
+            asyncio.to_thread(_launch, data_dir, within, settings)
         )
 
         def forget(finished: asyncio.Future[int | None]) -> None:
@@ -87,7 +92,13 @@ async def _shared_launch(
     return await asyncio.shield(launch)
 
 
-async def connect(data_dir: Path, factory: Callable[[], P], *, deadline: float) -> P:
+async def connect(
+    data_dir: Path,
+    factory: Callable[[], P],
+    *,
+    deadline: float,
+    settings: Mapping[str, str] | None = None,
+) -> P:
     """A connection to the supervisor of ``data_dir`` (an absolute path), started first if
     nothing answers.
 
@@ -122,7 +133,7 @@ async def connect(data_dir: Path, factory: Callable[[], P], *, deadline: float) 
                 f"the supervisor of {data_dir} did not answer in time" + log_tail(data_dir)
             )
         try:
-            status = await _shared_launch(loop, path, data_dir, remaining)
+            status = await _shared_launch(loop, path, data_dir, remaining, settings or {})
         except OSError as exc:
             raise BackendError(f"cannot start the supervisor of {data_dir}: {exc}") from exc
         if status is not None and status != 0:
