@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from herder.backends import base as backends
 from herder.model import jobs as rules
+from herder.model import policies, schedules
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, JobSpec
@@ -50,6 +51,19 @@ class JobIn(Strict):
     timeout: str | float | None = Field(None, description="'90s', '1h' or seconds")
     enabled: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
+    schedule: dict[str, Any] | None = Field(
+        None,
+        description="{cron: '0 3 * * *', timezone: Europe/Rome} or {every: 30s} or "
+        "{at: 2026-12-01T10:00:00Z}; optional jitter, start, end",
+    )
+    misfire: dict[str, Any] | None = Field(
+        None, description="{policy: skip|run_once|run_all, grace: 60s}; default run_once, 60s"
+    )
+    concurrency: str = Field("allow", description="allow | forbid | replace | queue")
+    max_active: int = Field(1, description="active runs at once under forbid, replace, queue")
+    retries: dict[str, Any] | int | None = Field(
+        None, description="{limit: 3, backoff: 10s, factor: 2, max_backoff: 10m, jitter: 0.1}"
+    )
 
     @field_validator("name")
     @classmethod
@@ -108,14 +122,47 @@ class JobIn(Strict):
             raise ValueError("larger than 64 KiB")
         return v
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else _check(schedules.parse_schedule, v).to_dict()
+
+    @field_validator("misfire")
+    @classmethod
+    def _misfire(cls, v: dict[str, Any] | None) -> dict[str, Any]:
+        return dict(_check(schedules.parse_misfire, v).to_dict())
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v: str) -> str:
+        return str(_check(policies.check_concurrency, v))
+
+    @field_validator("max_active", mode="before")
+    @classmethod
+    def _max_active(cls, v: object) -> int:
+        return int(_check(policies.check_max_active, v))
+
+    @field_validator("retries")
+    @classmethod
+    def _retries(cls, v: dict[str, Any] | int | None) -> dict[str, Any] | None:
+        retries = _check(policies.parse_retries, v)
+        return None if retries is None else dict(retries.to_dict())
+
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
         _check(rules.check_renders, self.to_spec())
         return self
 
     def to_spec(self) -> JobSpec:
-        timeout = self.timeout if isinstance(self.timeout, float) else None
-        return JobSpec(**(self.model_dump(exclude={"timeout"}) | {"timeout": timeout}))
+        # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
+        plain = self.model_dump(exclude={"timeout", "schedule", "misfire", "retries"})
+        return JobSpec(
+            **plain,
+            timeout=self.timeout if isinstance(self.timeout, float) else None,
+            schedule=None if self.schedule is None else schedules.parse_schedule(self.schedule),
+            misfire=schedules.parse_misfire(self.misfire),
+            retries=policies.parse_retries(self.retries),
+        )
 
 
 class JobPatch(Strict):
@@ -133,6 +180,11 @@ class JobPatch(Strict):
     timeout: str | float | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    misfire: dict[str, Any] | None = None
+    concurrency: str | None = None
+    max_active: int | None = None
+    retries: dict[str, Any] | int | None = None
 
 
 class JobOut(BaseModel):
@@ -150,17 +202,64 @@ class JobOut(BaseModel):
     timeout: float | None
     enabled: bool
     metadata: dict[str, Any]
+    schedule: dict[str, Any] | None
+    misfire: dict[str, Any]
+    concurrency: str
+    max_active: int
+    retries: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
     run_count: int
-    next_run_at: datetime | None = None
+    next_run_at: datetime | None = Field(
+        None, description="the next slot the schedule fires at (UTC); null when none is due"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(
             id=job.id, ref=job.ref, created_at=job.created_at, updated_at=job.updated_at,
-            run_count=job.run_count, **job.spec.to_dict(),
+            run_count=job.run_count, next_run_at=job.next_run_at, **job.spec.to_dict(),
         )
+
+
+class SlotFate(BaseModel):
+    slot: datetime = Field(description="the slot (UTC): the run's scheduled_for")
+    local: datetime = Field(description="the slot in the schedule's time zone")
+    fate: str = Field(description="ran | skipped | pending")
+    run_id: int
+    status: str
+    reason: str | None = Field(description="why it was skipped, or how it was retried")
+    dst: str | None = Field(description="how a DST change moved this slot, if it did")
+
+
+class SlotPreview(BaseModel):
+    slot: datetime
+    local: datetime
+    dst: str | None
+
+
+class UnlistedSlots(BaseModel):
+    after: str | None
+    through: str
+    reason: str | None
+
+
+class ScheduleReport(BaseModel):
+    """What became of a job's recent slots, and which come next."""
+
+    job: str
+    enabled: bool
+    schedule: dict[str, Any] | None
+    misfire: dict[str, Any]
+    concurrency: str
+    next_run_at: datetime | None
+    recent: list[SlotFate] = Field(description="newest slot first")
+    skipped_total: int = Field(description="slots skipped by the misfire policy, in all")
+    unlisted: UnlistedSlots | None = Field(
+        description="older skipped slots summed up after a long absence"
+    )
+    upcoming: list[SlotPreview]
+    notes: list[str]
 
 
 class RunNow(Strict):

@@ -9,7 +9,12 @@ status is written when the backend reports the end, so logs and exit codes are a
 
 After a restart, ``reconcile`` puts every launched run this server owns IN_DOUBT and asks its
 backend again; the backend either re-attaches (-> RUNNING), reports how it ended, or has lost it
-(-> PROC_ERROR with the reason). No run stays non-terminal forever.
+(-> PROC_ERROR with the reason; or READY again when it was never started). No run stays
+non-terminal forever. The same happens to the runs of a server whose lease ran out: another
+server takes them over (``store.servers``).
+
+The scheduler loop turns due slots into runs (``engine.scheduler``); every new run passes the
+job's concurrency policy and every end its retry policy (``engine.admission``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
+import socket
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +31,8 @@ from typing import Any
 
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
+from herder.engine import admission, scheduler
+from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
 from herder.logs import LogStore
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
@@ -31,9 +40,16 @@ from herder.model.jobs import check_env, merge_params
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
+from herder.store import servers as server_store
 from herder.store.database import Database
+from herder.store.servers import Server
 
 log = logging.getLogger(__name__)
+
+
+# How far ahead of a slot its run is created and claimed, so that at the slot only the process
+# start is left to do (the run waits for its ``not_before`` in memory meanwhile).
+LEAD = timedelta(seconds=0.5)
 
 
 def utcnow() -> datetime:
@@ -54,6 +70,8 @@ class Engine:
         dispatch_batch: int = 64,
         backend_settings: dict[str, Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        lease_ttl: float = 15.0,
+        schedule: bool = True,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -64,8 +82,14 @@ class Engine:
         self.dispatch_batch = dispatch_batch
         self.backend_settings = backend_settings or {}
         self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.schedule = schedule
+        self.epoch = 0  # this incarnation's fencing token, set when it registers
+        self._lease_until: datetime | None = None
+        self._fenced = False
         self._backends: dict[str, asyncio.Future[Backend]] = {}
         self._wake = asyncio.Event()
+        self._schedule_changed = asyncio.Event()
         self._deadlines: list[tuple[datetime, int]] = []
         self._deadline_changed = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
@@ -76,15 +100,30 @@ class Engine:
     async def run(self) -> None:
         """Reconcile, then dispatch and watch deadlines until cancelled. Every task the engine
         starts lives in this task group."""
+        now = self.clock()
+        self.epoch = await self.db.write(
+            server_store.register, server_id=self.owner, host=socket.gethostname(),
+            pid=os.getpid(), data_dir=str(self.data_dir), now=now, ttl=self.lease_ttl,
+            only_one=self.db.dialect == "sqlite",
+        )
+        self._lease_until = now + timedelta(seconds=self.lease_ttl)
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 await self.reconcile()
                 tasks.create_task(self._dispatch_loop(), name="herder-dispatch")
                 tasks.create_task(self._deadline_loop(), name="herder-deadlines")
+                tasks.create_task(self._lease_loop(), name="herder-lease")
+                if self.schedule:
+                    tasks.create_task(self._schedule_loop(), name="herder-schedule")
                 self.ready.set()
         finally:
             self._tasks = None
+            if not self._fenced:
+                try:
+                    await self.db.write(server_store.stop, self.owner, self.epoch, self.clock())
+                except Exception:  # the store is gone: the lease simply runs out
+                    log.warning("could not record this server's stop", exc_info=True)
             for opening in self._backends.values():
                 if opening.done() and not opening.cancelled() and opening.exception() is None:
                     await opening.result().close()
@@ -123,8 +162,8 @@ class Engine:
             log.exception("run %s: unexpected error in the engine", run_id,
                           extra={"run_id": run_id, "action": "engine_error"})
             try:
-                await self.db.write(
-                    run_store.fail, run_id, owner=self.owner, now=self.clock(),
+                await self._end(
+                    run_store.fail, run_id,
                     error=f"internal error while following the run: {exc!r}"[:4000],
                 )
             except HerderError:
@@ -144,30 +183,64 @@ class Engine:
         """Create a READY run of job ``ref`` and wake the dispatcher. Bad input changes nothing."""
         overrides = check_env(env or {}, allow_reserved=False)
 
-        def create(conn: Any) -> Run:
+        def create(conn: Any) -> Admitted:
             job = job_store.get(conn, ref)
             merged = merge_params(job.spec.params, params or {})
-            return run_store.create(
-                conn, job=job, params=merged, env=overrides, trigger=trigger,
-                submitter=submitter, now=self.clock(),
+            return admission.admit(
+                conn, job, params=merged, env=overrides, trigger=trigger,
+                submitter=submitter, now=self.clock(), by_person=True,
             )
 
-        run = await self.db.write(create)
-        self._wake.set()
-        return run
+        admitted = await self.db.write(create)
+        await self._admitted(admitted)
+        return admitted.created[0]
 
     async def cancel(self, run_id: int, *, force: bool = False) -> Run:
         """Ask a run to stop; the terminal ABORTED follows once its process is gone."""
-        run = await self.db.write(run_store.request_cancel, run_id, force=force, now=self.clock())
+
+        def request(conn: Any) -> tuple[Run, Admitted]:
+            now = self.clock()
+            run = run_store.request_cancel(conn, run_id, force=force, now=now)
+            ended = admission.after_end(conn, run, now) if run.status.terminal else Admitted()
+            return run, ended
+
+        run, ended = await self.db.write(request)
+        await self._admitted(ended)
         if run.handle is not None and run.status in LAUNCHED:
             await self._stop(run, force=run.cancel_force)
+        return run
+
+    def jobs_changed(self) -> None:
+        """A job was created or edited: its next slot may come sooner than the scheduler
+        thought."""
+        self._schedule_changed.set()
+
+    async def _admitted(self, admitted: Admitted) -> None:
+        """After a commit: wake the dispatcher for new READY runs, and stop replaced runs."""
+        if admitted.ready:
+            self._wake.set()
+        for run in admitted.stop:
+            if run.handle is not None:
+                self._spawn_run_task(run.id, self._stop(run, force=run.cancel_force))
+
+    async def _end(self, fn: Callable[..., Run], run_id: int, **fields: Any) -> Run:
+        """End a run this server owns (``run_store.finish`` or ``fail``) and, in the same
+        transaction, retry it or let its job's queue move (``admission.after_end``)."""
+
+        def end(conn: Any) -> tuple[Run, Admitted]:
+            now = self.clock()
+            run = fn(conn, run_id, owner=self.owner, epoch=self.epoch, now=now, **fields)
+            return run, admission.after_end(conn, run, now)
+
+        run, more = await self.db.write(end)
+        await self._admitted(more)
         return run
 
     async def retry(self, run_id: int, *, submitter: str | None = None) -> Run:
         """Resubmit an ended run as a new run of its job: same params and env, ``attempt + 1``,
         linked by ``parent_id``. The ended run stays as it was."""
 
-        def create(conn: Any) -> Run:
+        def create(conn: Any) -> Admitted:
             old = run_store.get(conn, run_id)
             if not old.status.terminal:
                 raise Conflict(
@@ -177,15 +250,16 @@ class Engine:
                 raise Conflict(f"the job of run {run_id} ({old.job_ref}) has been deleted")
             job = job_store.get(conn, str(old.job_id))
             kept = {k: v for k, v in old.params.items() if k in job.spec.params}
-            return run_store.create(
-                conn, job=job, params=merge_params(job.spec.params, kept), env=old.env,
+            return admission.admit(
+                conn, job, params=merge_params(job.spec.params, kept), env=old.env,
                 trigger=Trigger.RETRY, attempt=old.attempt + 1, parent_id=old.id,
                 scheduled_for=old.scheduled_for, submitter=submitter, now=self.clock(),
+                by_person=True,
             )
 
-        run = await self.db.write(create)
-        self._wake.set()
-        return run
+        admitted = await self.db.write(create)
+        await self._admitted(admitted)
+        return admitted.created[0]
 
     # Dispatch --------------------------------------------------------------------------------
 
@@ -196,10 +270,13 @@ class Engine:
             except TimeoutError:
                 pass  # also look now and then: another face may have written READY runs
             self._wake.clear()
+            if not self.dispatching:
+                continue
             try:
                 while True:
                     claimed = await self.db.write(
-                        run_store.claim_ready, self.owner, self.dispatch_batch
+                        run_store.claim_ready, self.owner, self.dispatch_batch,
+                        epoch=self.epoch, now=self.clock() + LEAD,
                     )
                     for run in claimed:
                         self._spawn_run_task(run.id, self._launch(run))
@@ -213,12 +290,14 @@ class Engine:
         try:
             context = build_context(run, self.data_dir, self.logs)
             backend = await self.backend(run.backend)
+            if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
+                wait = (run.not_before - self.clock()).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             handle = await backend.start(context)
         except (BackendError, InvalidSpec, OSError) as exc:
             message = exc.message if isinstance(exc, HerderError) else str(exc)
-            await self.db.write(
-                run_store.fail, run.id, owner=self.owner, error=message, now=self.clock()
-            )
+            await self._end(run_store.fail, run.id, error=message)
             log.info("run %s could not start: %s", run.id, message,
                      extra={"run_id": run.id, "action": "run_failed_to_start"})
             return
@@ -226,7 +305,7 @@ class Engine:
         timeout = run.spec.get("timeout") or self.default_timeout
         deadline = now + timedelta(seconds=timeout) if timeout else None
         run = await self.db.write(
-            run_store.set_status, run.id, RunStatus.RUNNING, owner=self.owner,
+            run_store.set_status, run.id, RunStatus.RUNNING, owner=self.owner, epoch=self.epoch,
             started_at=now, handle=handle, deadline_at=deadline,
         )
         if run.cancel_requested_at is not None:  # cancelled while it was being started
@@ -240,22 +319,28 @@ class Engine:
             async for event in backend.watch(run.id, handle):
                 if isinstance(event, Running) and run.status is RunStatus.IN_DOUBT:
                     run = await self.db.write(
-                        run_store.set_status, run.id, RunStatus.RUNNING, owner=self.owner
+                        run_store.set_status, run.id, RunStatus.RUNNING, owner=self.owner,
+                        epoch=self.epoch,
                     )
                     self._add_deadline(run)
                 elif isinstance(event, Exited):
-                    await self.db.write(
-                        run_store.finish, run.id, owner=self.owner, exit_code=event.exit_code,
-                        signal=event.signal, now=self.clock(),
+                    await self._end(
+                        run_store.finish, run.id, exit_code=event.exit_code, signal=event.signal
                     )
                     return
         except RunLost as exc:
-            await self.db.write(
-                run_store.fail, run.id, owner=self.owner, error=exc.message, now=self.clock()
-            )
+            if run.handle is None and run.status is RunStatus.IN_DOUBT:
+                # Claimed, but its start never reached the backend: dispatch it again.
+                await self.db.write(
+                    run_store.set_status, run.id, RunStatus.READY, owner=self.owner,
+                    epoch=self.epoch, owner_epoch=None,
+                )
+                self._wake.set()
+                return
+            await self._end(run_store.fail, run.id, error=exc.message)
             return
-        await self.db.write(  # a watch that ends without an exit is a backend bug
-            run_store.fail, run.id, owner=self.owner, now=self.clock(),
+        await self._end(  # a watch that ends without an exit is a backend bug
+            run_store.fail, run.id,
             error="the backend stopped reporting on this run without an exit status",
         )
 
@@ -308,17 +393,116 @@ class Engine:
         """Find again every launched run this server owned before it stopped."""
         for run in await self.db.read(run_store.owned_active, self.owner):
             try:
-                backend = await self.backend(run.backend)
-            except (BackendError, InvalidSpec) as exc:
-                await self.db.write(
-                    run_store.fail, run.id, owner=self.owner, now=self.clock(),
-                    error=f"lost when the server restarted: {exc.message}",
+                doubted = await self.db.write(
+                    run_store.set_status, run.id, RunStatus.IN_DOUBT, owner=self.owner,
+                    owner_epoch=self.epoch,
                 )
-                continue
-            doubted = await self.db.write(
-                run_store.set_status, run.id, RunStatus.IN_DOUBT, owner=self.owner
-            )
-            handle = run.handle or {"log_dir": str(self.logs.run_dir(run.id))}
+            except HerderError:
+                continue  # taken over by another server meanwhile
             log.info("run %s in doubt after a restart; reconciling", run.id,
                      extra={"run_id": run.id, "action": "run_reconcile"})
-            self._spawn_run_task(run.id, self._follow(doubted, backend, handle))
+            await self._reattach(doubted, self.data_dir, socket.gethostname())
+
+    async def _reattach(self, run: Run, data_dir: Path, host: str) -> None:
+        """Follow an IN_DOUBT run again through its backend. A run without a handle never
+        told where it started: its backend is asked where the server that claimed it
+        (``data_dir`` on ``host``) would have started it."""
+        try:
+            backend = await self.backend(run.backend)
+        except (BackendError, InvalidSpec) as exc:
+            await self._end(run_store.fail, run.id, error=f"lost: {exc.message}")
+            return
+        handle = run.handle or {
+            "log_dir": str(LogStore(data_dir).run_dir(run.id)),
+            "supervisor": str(data_dir),
+            "host": host,
+        }
+        self._spawn_run_task(run.id, self._follow(run, backend, handle))
+
+    # Leases ----------------------------------------------------------------------------------
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether this server may claim runs and plan slots: it holds a live lease."""
+        return (
+            not self._fenced
+            and self._lease_until is not None
+            and self.clock() < self._lease_until
+        )
+
+    async def _lease_loop(self) -> None:
+        """Renew the lease every third of its length; take over servers whose lease ran out."""
+        while not self._fenced:
+            await asyncio.sleep(self.lease_ttl / 3)
+            now = self.clock()
+            try:
+                renewed = await self.db.write(
+                    server_store.renew, self.owner, self.epoch, now, self.lease_ttl
+                )
+            except Exception:  # the store is unreachable: dispatching stops when the lease ends
+                log.warning("could not renew this server's lease", exc_info=True,
+                            extra={"action": "lease_renew_failed"})
+                continue
+            if not renewed:
+                self._fenced = True
+                log.error("this server was declared dead and its runs taken over by another; "
+                          "it no longer dispatches or schedules. Restart it.",
+                          extra={"action": "fenced"})
+                return
+            self._lease_until = now + timedelta(seconds=self.lease_ttl)
+            await self._take_over_expired(now)
+
+    async def _take_over_expired(self, now: datetime) -> None:
+        try:
+            dead = await self.db.read(server_store.expired_with_runs, now)
+        except Exception:
+            log.warning("could not look for dead servers", exc_info=True)
+            return
+        for server in dead:
+            await self._take_over(server, now)
+
+    async def _take_over(self, dead: Server, now: datetime) -> None:
+        runs = await self.db.write(
+            server_store.take_over, dead, server_id=self.owner, epoch=self.epoch, now=now
+        )
+        if runs:
+            log.warning("server %s stopped renewing its lease at %s; took over its %d runs",
+                        dead.id, dead.lease_until.isoformat(), len(runs),
+                        extra={"action": "take_over", "server": dead.id})
+        for run in runs:
+            await self._reattach(run, Path(dead.data_dir), dead.host)
+
+    # Schedules -------------------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        """Sleep until the next slot (or a held-back run's ``not_before``), then tick.
+
+        It looks again at least every second: other servers and faces change jobs too."""
+        while True:
+            self._schedule_changed.clear()
+            now = self.clock()
+            wake = now + timedelta(seconds=1)
+            held = None
+            try:
+                slot, held = await self.db.read(_next_times, now)
+                if slot is not None and slot <= now + LEAD and self.dispatching:
+                    ticked = await self.db.write(scheduler.tick, now, horizon=now + LEAD)
+                    await self._admitted(ticked.admitted)
+                    continue  # look again at once: more may be due, or due meanwhile
+                wake = min(t - LEAD for t in (wake + LEAD, slot, held) if t is not None)
+            except Exception:
+                log.exception("scheduling failed; trying again in a second",
+                              extra={"action": "schedule_failed"})
+            delay = (wake - self.clock()).total_seconds()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._schedule_changed.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+            if held is not None and held <= self.clock() + LEAD:
+                self._wake.set()
+
+
+def _next_times(conn: Any, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """The next slot of any job, and when the next held-back READY run may go."""
+    return job_store.next_slot(conn), run_store.next_not_before(conn, now)

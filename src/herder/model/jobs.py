@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from herder.model import templates
 from herder.model.errors import InvalidSpec
+from herder.model.policies import Concurrency, Retries, parse_retries
+from herder.model.schedules import Misfire, Schedule, parse_misfire, parse_schedule
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 PARAM_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -166,6 +169,11 @@ class JobSpec:
     timeout: float | None = None
     enabled: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
+    misfire: Misfire = field(default_factory=Misfire)
+    concurrency: Concurrency = "allow"
+    max_active: int = 1
+    retries: Retries | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""
@@ -182,12 +190,22 @@ class JobSpec:
             "timeout": self.timeout,
             "enabled": self.enabled,
             "metadata": self.metadata,
+            "schedule": None if self.schedule is None else self.schedule.to_dict(),
+            "misfire": self.misfire.to_dict(),
+            "concurrency": self.concurrency,
+            "max_active": self.max_active,
+            "retries": None if self.retries is None else self.retries.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """Read back what ``to_dict`` wrote (trusted: it was validated on the way in)."""
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        """Read back what ``to_dict`` wrote (it was validated on the way in)."""
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if fields.get("schedule") is not None:
+            fields["schedule"] = parse_schedule(fields["schedule"])
+        fields["misfire"] = parse_misfire(fields.get("misfire"))
+        fields["retries"] = parse_retries(fields.get("retries"))
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +217,8 @@ class Job:
     created_at: Any
     updated_at: Any
     run_count: int = 0
+    next_run_at: datetime | None = None  # the next slot its schedule fires at, if enabled
+    schedule_state: dict[str, Any] = field(default_factory=dict)  # see engine.scheduler
 
     @property
     def ref(self) -> str:

@@ -181,6 +181,8 @@ class Run:
     stop_reason: StopReason | None
     handle: dict[str, Any] | None
     owner: str | None
+    owner_epoch: int | None = None
+    not_before: datetime | None = None  # not dispatched before (retry backoff, jitter)
 
     @property
     def job_ref(self) -> str:

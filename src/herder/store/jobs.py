@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from herder.model.errors import Conflict, NameTaken, NotFound
+from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
 from herder.model.runs import ACTIVE
+from herder.model.schedules import next_fire
 from herder.store.tables import jobs, runs
 
 
@@ -22,7 +23,42 @@ def _row_to_job(row: Row[Any]) -> Job:
         created_at=row.created_at,
         updated_at=row.updated_at,
         run_count=row.run_count,
+        next_run_at=row.next_run_at,
+        schedule_state=row.schedule_state or {},
     )
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _scheduling(old: Job | None, spec: JobSpec, now: datetime) -> dict[str, Any]:
+    """The job's ``next_run_at`` and scheduler state after a create, an edit or a pause.
+
+    ``cursor`` is the newest slot the scheduler has dealt with. A new or changed schedule
+    starts at ``now`` (nothing is backfilled); pausing keeps the cursor, so that resuming finds
+    the slots missed meanwhile and treats them by the job's misfire policy.
+    """
+    state = dict(old.schedule_state) if old is not None else {}
+    if spec.schedule is None:
+        return {"next_run_at": None, "schedule_state": state or None}
+    if old is None or old.spec.schedule != spec.schedule or "cursor" not in state:
+        at = spec.schedule.at
+        if at is not None and at <= now and spec.enabled:
+            raise InvalidSpec(
+                f"schedule.at: {at.isoformat()} is in the past, so the job would never run; "
+                "give a later moment, or use POST /api/v1/jobs/{ref}/runs to run it now"
+            )
+        state = {"cursor": iso(now)}
+    was_enabled = old.spec.enabled if old is not None else True
+    if was_enabled and not spec.enabled:
+        state["disabled_at"] = iso(now)
+        state.pop("resumed_at", None)
+    elif spec.enabled and not was_enabled and "disabled_at" in state:
+        state["resumed_at"] = iso(now)
+    cursor = datetime.fromisoformat(state["cursor"])
+    upcoming = next_fire(spec.schedule, cursor) if spec.enabled else None
+    return {"next_run_at": upcoming, "schedule_state": state}
 
 
 def _values(spec: JobSpec, now: datetime) -> dict[str, Any]:
@@ -41,7 +77,9 @@ def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
     """Insert a new job; ``NameTaken`` if its namespace already has one by that name."""
     try:
         job_id = conn.execute(
-            jobs.insert().values(**_values(spec, now), created_at=now, run_count=0)
+            jobs.insert().values(
+                **_values(spec, now), **_scheduling(None, spec, now), created_at=now, run_count=0
+            )
         ).inserted_primary_key
     except IntegrityError as exc:
         raise NameTaken(
@@ -64,16 +102,17 @@ def replace(conn: Connection, spec: JobSpec, now: datetime) -> tuple[Job, bool]:
 
 def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
     """Store a new spec for an existing job (its name and namespace may change)."""
+    old = get(conn, str(job_id))
     try:
-        count = conn.execute(
-            jobs.update().where(jobs.c.id == job_id).values(**_values(spec, now))
-        ).rowcount
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(**_values(spec, now), **_scheduling(old, spec, now))
+        )
     except IntegrityError as exc:
         raise NameTaken(
             f"a job named {spec.name!r} already exists in namespace {spec.namespace!r}"
         ) from exc
-    if count != 1:
-        raise NotFound(f"no job with id {job_id}")
     return get(conn, str(job_id))
 
 
@@ -153,11 +192,56 @@ def delete(conn: Connection, ref: str) -> Job:
 
 
 def set_enabled(conn: Connection, ref: str, enabled: bool, now: datetime) -> Job:
+    """Pause or resume a job's schedule; everything else about it stays as it was."""
     job = get(conn, ref)
-    spec = job.spec.to_dict() | {"enabled": enabled}
-    conn.execute(
-        jobs.update()
-        .where(jobs.c.id == job.id)
-        .values(enabled=enabled, spec=spec, updated_at=now)
+    if job.spec.enabled == enabled:
+        return job
+    return update(conn, job.id, JobSpec.from_dict(job.spec.to_dict() | {"enabled": enabled}), now)
+
+
+# The scheduler's questions. Both are ranges of the next_run_at index: their cost follows the
+# jobs that are due, not the jobs that exist.
+_NEXT_SLOT = sa.select(sa.func.min(jobs.c.next_run_at))
+_DUE = (
+    sa.select(jobs)
+    .where(jobs.c.next_run_at <= sa.bindparam("now"))
+    .order_by(jobs.c.next_run_at)
+    .limit(sa.bindparam("limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_SET_SCHEDULE = (
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("job_id"))
+    .values(
+        next_run_at=sa.bindparam("next_run_at"), schedule_state=sa.bindparam("schedule_state")
     )
-    return get(conn, str(job.id))
+)
+
+
+def next_slot(conn: Connection) -> datetime | None:
+    """The earliest slot any enabled job waits for."""
+    moment: datetime | None = conn.execute(_NEXT_SLOT).scalar()
+    return moment
+
+
+def due(conn: Connection, now: datetime, limit: int) -> list[Job]:
+    """Jobs whose next slot has come, earliest first. On PostgreSQL the rows stay locked until
+    the transaction ends and other servers skip them: each slot is planned by one server."""
+    query = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
+    return [_row_to_job(row) for row in conn.execute(query, {"now": now, "limit": limit})]
+
+
+def set_schedule(
+    conn: Connection, job_id: int, next_run_at: datetime | None, state: dict[str, Any]
+) -> None:
+    """Record what the scheduler did: the next slot and its state."""
+    conn.execute(
+        _SET_SCHEDULE, {"job_id": job_id, "next_run_at": next_run_at, "schedule_state": state}
+    )
+
+
+def lock(conn: Connection, job_id: int) -> None:
+    """Hold the job's row until the transaction ends, so that decisions about its runs
+    (concurrency, queues) are taken one at a time across servers. SQLite has one writer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())

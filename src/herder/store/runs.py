@@ -54,7 +54,7 @@ _STOP_REASON = sa.select(runs.c.stop_reason, runs.c.cancel_force).where(
 )
 
 
-def _row_to_run(row: Row[Any]) -> Run:
+def row_to_run(row: Row[Any]) -> Run:
     return Run(
         id=row.id,
         job_id=row.job_id,
@@ -83,6 +83,8 @@ def _row_to_run(row: Row[Any]) -> Run:
         stop_reason=StopReason(row.stop_reason) if row.stop_reason else None,
         handle=row.handle,
         owner=row.owner,
+        owner_epoch=row.owner_epoch,
+        not_before=row.not_before,
     )
 
 
@@ -99,10 +101,15 @@ def create(
     attempt: int = 1,
     parent_id: int | None = None,
     status: RunStatus = RunStatus.READY,
+    not_before: datetime | None = None,
+    error: str | None = None,
 ) -> Run:
     """A new run of ``job`` with the job's spec frozen into it (editing a job never rewrites
-    history)."""
+    history). A run created SKIPPED says why in ``error``."""
     spec = job.spec
+    # A slot's run is unique: a duplicate is refused by the store. In a savepoint, so that the
+    # refusal leaves the caller's transaction usable (PostgreSQL would abort all of it).
+    slot = conn.begin_nested() if scheduled_for is not None else None
     try:
         row = conn.execute(
             _INSERT,
@@ -123,22 +130,29 @@ def create(
                 "created_at": now,
                 "scheduled_for": scheduled_for,
                 "cancel_force": False,
+                "not_before": not_before,
+                "error": error,
+                "finished_at": now if status.terminal else None,
             },
         ).one()
+        if slot is not None:
+            slot.commit()
     except IntegrityError as exc:
+        if slot is not None:
+            slot.rollback()
         raise Conflict(
             f"job {job.ref} already has a run for slot {scheduled_for} attempt {attempt}",
             details={"scheduled_for": str(scheduled_for), "attempt": attempt},
         ) from exc
     conn.execute(_COUNT_RUN, {"job_id": job.id})
-    return _row_to_run(row)
+    return row_to_run(row)
 
 
 def get(conn: Connection, run_id: int) -> Run:
     row = conn.execute(_BY_ID, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"no run with id {run_id}", details={"run": run_id})
-    return _row_to_run(row)
+    return row_to_run(row)
 
 
 def search(
@@ -167,7 +181,7 @@ def search(
         query = query.where(runs.c.submitter == submitter)
     if before_id is not None:
         query = query.where(runs.c.id < before_id)
-    return [_row_to_run(row) for row in conn.execute(query)]
+    return [row_to_run(row) for row in conn.execute(query)]
 
 
 def set_status(
@@ -177,29 +191,38 @@ def set_status(
     target: RunStatus,
     *,
     owner: str | None = None,
+    epoch: int | None = None,
     **fields: Any,
 ) -> Run:
     """Move a run to ``target`` if the state machine allows it from the status it has *now*.
 
-    With ``owner``, the write only applies while that server still owns the run. Raises
-    ``InvalidTransition`` (naming the actual status) or ``NotFound``; never overwrites silently.
+    With ``owner``, the write only applies while that server still owns the run; with ``epoch``
+    too, only while it owns it under that epoch (a server that was taken over is fenced off).
+    Raises ``InvalidTransition`` (naming the actual status), ``NotFound`` or ``Conflict``; never
+    overwrites silently.
     """
     guard = [runs.c.id == run_id, runs.c.status.in_([s.value for s in SOURCES[target]])]
     if owner is not None:
         guard.append(runs.c.owner == owner)
+    if epoch is not None:
+        guard.append(runs.c.owner_epoch == epoch)
     count = conn.execute(runs.update().where(*guard).values(status=target.value, **fields)).rowcount
     if count == 1:
         return get(conn, run_id)
     current = get(conn, run_id)  # NotFound if it does not exist
     transition(current.status, target)  # raises InvalidTransition if that was the reason
     raise Conflict(
-        f"run {run_id} is owned by another server ({current.owner})",
-        details={"owner": current.owner},
+        f"run {run_id} is owned by another server ({current.owner}, epoch {current.owner_epoch})",
+        details={"owner": current.owner, "epoch": current.owner_epoch},
     )
 
 
-def claim_ready(conn: Connection, owner: str, limit: int) -> list[Run]:
-    """Take up to ``limit`` READY runs for ``owner`` (oldest first) and mark them JOB_DEPLOYED.
+def claim_ready(
+    conn: Connection, owner: str, limit: int, *, epoch: int | None = None,
+    now: datetime | None = None,
+) -> list[Run]:
+    """Take up to ``limit`` READY runs for ``owner`` (oldest first) and mark them JOB_DEPLOYED,
+    stamped with the owner's ``epoch``. With ``now``, runs whose ``not_before`` is later wait.
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several servers claim side by side.
     """
@@ -209,6 +232,8 @@ def claim_ready(conn: Connection, owner: str, limit: int) -> list[Run]:
         .order_by(runs.c.id)
         .limit(limit)
     )
+    if now is not None:
+        pick = pick.where(sa.or_(runs.c.not_before.is_(None), runs.c.not_before <= now))
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = list(conn.execute(pick).scalars())
@@ -217,7 +242,7 @@ def claim_ready(conn: Connection, owner: str, limit: int) -> list[Run]:
     conn.execute(
         runs.update()
         .where(runs.c.id.in_(ids), runs.c.status == RunStatus.READY.value)
-        .values(status=RunStatus.JOB_DEPLOYED.value, owner=owner)
+        .values(status=RunStatus.JOB_DEPLOYED.value, owner=owner, owner_epoch=epoch)
     )
     rows = conn.execute(
         sa.select(runs)
@@ -226,10 +251,12 @@ def claim_ready(conn: Connection, owner: str, limit: int) -> list[Run]:
         )
         .order_by(runs.c.id)
     )
-    return [_row_to_run(row) for row in rows]
+    return [row_to_run(row) for row in rows]
 
 
-def request_cancel(conn: Connection, run_id: int, *, force: bool, now: datetime) -> Run:
+def request_cancel(
+    conn: Connection, run_id: int, *, force: bool, now: datetime, reason: str | None = None
+) -> Run:
     """Cancel: a run not yet launched ends ABORTED here; a launched one gets the request flag,
     and its backend is told to stop it (the terminal ABORTED confirms it)."""
     current = get(conn, run_id)
@@ -246,7 +273,7 @@ def request_cancel(conn: Connection, run_id: int, *, force: bool, now: datetime)
             finished_at=now,
             cancel_requested_at=now,
             cancel_force=force,
-            error="cancelled before it started",
+            error=reason or "cancelled before it started",
         )
     conn.execute(
         runs.update()
@@ -278,7 +305,7 @@ def owned_active(conn: Connection, owner: str) -> list[Run]:
         .where(runs.c.owner == owner, runs.c.status.in_(_LAUNCHED))
         .order_by(runs.c.id)
     )
-    return [_row_to_run(row) for row in rows]
+    return [row_to_run(row) for row in rows]
 
 
 def active_count(conn: Connection) -> int:
@@ -299,6 +326,7 @@ def finish(
     exit_code: int | None,
     signal: int | None,
     now: datetime,
+    epoch: int | None = None,
 ) -> Run:
     """Record how a launched run's process ended; the status follows from it and from why herder
     may have stopped it (``model.runs.outcome``), decided inside this one transaction."""
@@ -315,12 +343,80 @@ def finish(
     elif target is RunStatus.TIMEOUT:
         error = "stopped at its timeout"
     return set_status(
-        conn, run_id, target, owner=owner, exit_code=exit_code, finished_at=now, error=error
+        conn, run_id, target, owner=owner, epoch=epoch, exit_code=exit_code, finished_at=now,
+        error=error,
     )
 
 
-def fail(conn: Connection, run_id: int, *, owner: str | None, error: str, now: datetime) -> Run:
+def fail(
+    conn: Connection, run_id: int, *, owner: str | None, error: str, now: datetime,
+    epoch: int | None = None,
+) -> Run:
     """End a run PROC_ERROR: it could not be started, or its backend lost it for good."""
     return set_status(
-        conn, run_id, RunStatus.PROC_ERROR, owner=owner, error=error[:4000], finished_at=now
+        conn, run_id, RunStatus.PROC_ERROR, owner=owner, epoch=epoch, error=error[:4000],
+        finished_at=now,
     )
+
+
+# Runs that count against a job's ``max_active``: about to be dispatched, or launched.
+OCCUPYING = [RunStatus.READY.value, *_LAUNCHED]
+_OCCUPYING = (
+    sa.select(runs)
+    .where(runs.c.job_id == sa.bindparam("job_id"), runs.c.status.in_(OCCUPYING))
+    .order_by(runs.c.id)
+)
+_WAITING = (
+    sa.select(runs.c.id)
+    .where(runs.c.job_id == sa.bindparam("job_id"), runs.c.status == RunStatus.WAITING.value)
+    .order_by(runs.c.id)
+    .limit(sa.bindparam("limit"))
+)
+
+
+def occupying(conn: Connection, job_id: int) -> list[Run]:
+    """The job's runs that hold a concurrency slot (READY or launched), oldest first."""
+    return [row_to_run(row) for row in conn.execute(_OCCUPYING, {"job_id": job_id})]
+
+
+def waiting(conn: Connection, job_id: int, limit: int) -> list[int]:
+    """Ids of the job's oldest WAITING runs."""
+    return list(conn.execute(_WAITING, {"job_id": job_id, "limit": limit}).scalars())
+
+
+def has_waiting(conn: Connection, job_id: int) -> bool:
+    return bool(waiting(conn, job_id, 1))
+
+
+def slot_runs(
+    conn: Connection, job_id: int, *, limit: int, before: datetime | None = None
+) -> list[Run]:
+    """The first attempts of the job's scheduled slots, newest slot first."""
+    query = (
+        sa.select(runs)
+        .where(runs.c.job_id == job_id, runs.c.scheduled_for.is_not(None), runs.c.attempt == 1)
+        .order_by(runs.c.scheduled_for.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(runs.c.scheduled_for < before)
+    return [row_to_run(row) for row in conn.execute(query)]
+
+
+def retries_of(conn: Connection, parent_ids: list[int]) -> dict[int, Run]:
+    """The runs that retried each of ``parent_ids`` (for "what became of this slot")."""
+    if not parent_ids:
+        return {}
+    rows = conn.execute(sa.select(runs).where(runs.c.parent_id.in_(parent_ids)))
+    return {row.parent_id: row_to_run(row) for row in rows}
+
+
+_NEXT_NOT_BEFORE = sa.select(sa.func.min(runs.c.not_before)).where(
+    runs.c.status == RunStatus.READY.value, runs.c.not_before > sa.bindparam("now")
+)
+
+
+def next_not_before(conn: Connection, now: datetime) -> datetime | None:
+    """When the next READY run held back by ``not_before`` may go."""
+    moment: datetime | None = conn.execute(_NEXT_NOT_BEFORE, {"now": now}).scalar()
+    return moment

@@ -59,7 +59,13 @@ jobs = sa.Table(
     sa.Column("run_count", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The next slot of an enabled job's schedule; NULL otherwise. The scheduler asks only for
+    # the jobs whose slot has come (an index range), so idle jobs cost nothing.
+    sa.Column("next_run_at", UTCDateTime, nullable=True),
+    # What the scheduler remembers between slots (engine.scheduler.State as JSON).
+    sa.Column("schedule_state", JSON, nullable=True),
     sa.UniqueConstraint("namespace", "name"),
+    sa.Index(None, "next_run_at"),
 )
 
 runs = sa.Table(
@@ -92,9 +98,31 @@ runs = sa.Table(
     sa.Column("stop_reason", sa.String(16), nullable=True),
     sa.Column("handle", JSON, nullable=True),
     sa.Column("owner", sa.String(64), nullable=True),
+    # The owner's epoch when it claimed the run: a fencing token. Writes guarded by owner check
+    # it too, so a server that was declared dead and taken over can no longer change the run.
+    sa.Column("owner_epoch", sa.Integer, nullable=True),
+    # Not dispatched before this moment (a retry's backoff, a schedule's jitter).
+    sa.Column("not_before", UTCDateTime, nullable=True),
     sa.Index(None, "job_id", "id"),
+    sa.Index(None, "job_id", "status"),
     sa.Index(None, "namespace", "id"),
     sa.Index(None, "status", "id"),
     # Exactly one run per (job, scheduled slot, attempt); NULL slots (manual runs) never collide.
     sa.UniqueConstraint("job_id", "scheduled_for", "attempt"),
+)
+
+# One row per server identity (a data folder). A server holds a lease it renews; ``epoch`` grows
+# each time the identity starts or is taken over, and is the fencing token its runs carry.
+servers = sa.Table(
+    "servers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("data_dir", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
 )

@@ -5,6 +5,11 @@ the connection drops while the server runs, the client reconnects (starting a su
 needed), says hello again and re-sends ``watch`` for every run whose end it does not know yet,
 and ``kill`` for every kill not yet confirmed: no event is lost, because the supervisor answers
 a watch from memory or from its exit journal.
+
+A client made with ``start_if_missing=False`` only attaches to a supervisor already running
+(another server's data folder, taken over): when nobody answers it raises ``SupervisorGone``
+and tells followers and killers so (``"gone": true`` on their ``lost`` message), so that the
+caller can fall back on that folder's exit journal.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from herder.model.errors import BackendError
 from herder.supervisor import launch
-from herder.supervisor.protocol import LineProtocol, Message
+from herder.supervisor.protocol import LineProtocol, Message, socket_path
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,10 @@ def _future() -> asyncio.Future[Message]:
 def _settle(future: asyncio.Future[Message] | None, message: Message) -> None:
     if future is not None and not future.done():
         future.set_result(message)
+
+
+class SupervisorGone(BackendError):
+    """Nobody answers on the socket of a folder whose supervisor the client may not start."""
 
 
 @dataclass(eq=False, slots=True)
@@ -81,9 +90,17 @@ class SupervisorClient:
     """A connection to the supervisor of ``data_dir`` and the runs it started or follows."""
 
     def __init__(
-        self, data_dir: Path, *, timeout: float = 10.0, settings: Mapping[str, str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        timeout: float = 10.0,
+        settings: Mapping[str, str] | None = None,
+        start_if_missing: bool = True,
     ) -> None:
         self.data_dir = data_dir
+        # False for another server's folder: starting a supervisor there would only answer
+        # "unknown" for its runs, and would not be that server's to start.
+        self.start_if_missing = start_if_missing
         self.settings = dict(settings or {})  # for a supervisor this client has to start
         self.timeout = timeout
         self.current: _Connection | None = None
@@ -93,10 +110,12 @@ class SupervisorClient:
         self._kills: dict[object, tuple[Message, list[asyncio.Future[Message]]]] = {}
         self._reconnecting: asyncio.Task[None] | None = None
         self._last_error = "not connected"
+        self._gone = False  # the last connection attempt found no supervisor (attach only)
         self._closed = False
 
     async def open(self) -> None:
-        """Connect (starting the supervisor if needed); ``BackendError`` if it never answers."""
+        """Connect (starting the supervisor if needed and allowed); ``BackendError`` if it
+        never answers, ``SupervisorGone`` if none runs and none may be started."""
         await self._connect()
 
     async def close(self) -> None:
@@ -176,7 +195,8 @@ class SupervisorClient:
         connection.send(message)
         reply = await waiter
         if reply["op"] != "killed":
-            raise BackendError(str(reply.get("error", "the kill was not confirmed")))
+            error = SupervisorGone if reply.get("gone") else BackendError
+            raise error(str(reply.get("error", "the kill was not confirmed")))
         return bool(reply.get("found"))
 
     # routing
@@ -236,17 +256,20 @@ class SupervisorClient:
                 self._reconnecting = asyncio.create_task(self._reconnect())
             await asyncio.shield(self._reconnecting)
         if self.current is None:
-            raise BackendError(self._last_error)
+            raise (SupervisorGone if self._gone else BackendError)(self._last_error)
         return self.current
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while True:
-            connection = await launch.connect(
-                self.data_dir, lambda: _Connection(self), deadline=deadline,
-                settings=self.settings,
-            )
+            if self.start_if_missing:
+                connection = await launch.connect(
+                    self.data_dir, lambda: _Connection(self), deadline=deadline,
+                    settings=self.settings,
+                )
+            else:
+                connection = await self._attach()
             connection.send({"op": "hello"})
             await asyncio.wait(
                 [connection.hello, connection.lost],
@@ -269,6 +292,22 @@ class SupervisorClient:
         self.current = connection
         logger.debug("connected to supervisor %s", self.supervisor_pid)
 
+    async def _attach(self) -> _Connection:
+        """A connection to the supervisor running now; ``SupervisorGone`` when none is."""
+        try:
+            path = socket_path(self.data_dir)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_unix_connection(lambda: _Connection(self), path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            # No socket, or one left behind by a supervisor that was killed.
+            raise SupervisorGone(f"the supervisor of {self.data_dir} is not running") from exc
+        except OSError as exc:
+            raise BackendError(f"cannot reach the supervisor at {path}: {exc}") from exc
+        return connection
+
     def connection_lost(self, connection: _Connection) -> None:
         """The connection dropped: reconnect unless we are closing."""
         if connection is not self.current:
@@ -286,13 +325,17 @@ class SupervisorClient:
             await self._connect()
         except BackendError as exc:
             self._last_error = exc.message
-            logger.error(
+            self._gone = isinstance(exc, SupervisorGone)
+            # A foreign supervisor that has gone is an expected answer, not a failure.
+            logger.log(
+                logging.INFO if self._gone else logging.ERROR,
                 "cannot reconnect to the run supervisor: %s",
                 exc.message,
                 extra={"action": "supervisor_lost"},
             )
-            self._fail_all(f"lost the run supervisor: {exc.message}")
+            self._fail_all(f"lost the run supervisor: {exc.message}", gone=self._gone)
             return
+        self._gone = False
         assert self.current is not None
         for run_id, run in self._runs.items():
             if not run.outcome.done():
@@ -300,8 +343,8 @@ class SupervisorClient:
         for message, _ in self._kills.values():
             self.current.send(message)
 
-    def _fail_all(self, error: str) -> None:
-        lost: Message = {"op": "lost", "error": error}
+    def _fail_all(self, error: str, *, gone: bool = False) -> None:
+        lost: Message = {"op": "lost", "error": error, "gone": gone}
         for run in self._runs.values():
             _settle(run.spawn, lost)
             _settle(run.answer, lost)

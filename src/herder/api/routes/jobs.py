@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from herder.api.deps import DbDep, EngineDep
-from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut
+from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
+from herder.engine import scheduler
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, check_labels
 from herder.store import jobs as job_store
@@ -41,6 +42,7 @@ def parse_cursor(cursor: str | None) -> int | None:
 async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
     """Create a job; 409 if its namespace already has one by that name."""
     job = await engine.db.write(job_store.create, body.to_spec(), engine.clock())
+    engine.jobs_changed()
     return JobOut.of(job)
 
 
@@ -58,6 +60,7 @@ async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Respon
         return job_store.replace(conn, spec, engine.clock())
 
     job, created = await engine.db.write(apply)
+    engine.jobs_changed()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return JobOut.of(job)
 
@@ -95,14 +98,31 @@ async def run_job(ref: str, engine: EngineDep, body: RunNow | None = None) -> Ru
 
 @router.post("/{ref:path}/enable", response_model=JobOut)
 async def enable_job(ref: str, engine: EngineDep) -> JobOut:
-    """Resume the job; nothing it had is lost."""
-    return JobOut.of(await engine.db.write(job_store.set_enabled, ref, True, engine.clock()))
+    """Resume the job; the slots missed while it was paused follow its misfire policy."""
+    job = await engine.db.write(job_store.set_enabled, ref, True, engine.clock())
+    engine.jobs_changed()
+    return JobOut.of(job)
 
 
 @router.post("/{ref:path}/disable", response_model=JobOut)
 async def disable_job(ref: str, engine: EngineDep) -> JobOut:
     """Pause the job; its runs, logs and spec are all kept."""
     return JobOut.of(await engine.db.write(job_store.set_enabled, ref, False, engine.clock()))
+
+
+@router.get("/{ref:path}/schedule", response_model=ScheduleReport)
+async def job_schedule(
+    ref: str,
+    engine: EngineDep,
+    recent: Annotated[int, Query(ge=0, le=1000, description="recent slots to show")] = 20,
+    upcoming: Annotated[int, Query(ge=0, le=1000, description="next slots to preview")] = 5,
+) -> ScheduleReport:
+    """Why did (or didn't) it run: the recent slots and what became of each, and the next
+    ones."""
+    found = await engine.db.read(
+        scheduler.report, ref, engine.clock(), recent=recent, upcoming=upcoming
+    )
+    return ScheduleReport.model_validate(found)
 
 
 @router.get("/{ref:path}", response_model=JobOut)
@@ -129,7 +149,9 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
             ) from None
         return job_store.update(conn, job.id, spec, engine.clock())
 
-    return JobOut.of(await engine.db.write(patch))
+    job = await engine.db.write(patch)
+    engine.jobs_changed()
+    return JobOut.of(job)
 
 
 @router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)

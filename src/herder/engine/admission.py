@@ -1,0 +1,132 @@
+"""Admission: every new run of a job passes here, and every ended run leaves through here.
+
+``admit`` applies the job's concurrency policy to a new run (``model.policies`` says what each
+policy means); ``after_end`` retries a failed run and lets queued runs in. Both run inside the
+caller's write transaction, so a crash can never keep a run's end without its retry, or a freed
+slot without its waiting run: they commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from herder.model.errors import Conflict, NotFound
+from herder.model.jobs import Job
+from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
+from herder.store import jobs as job_store
+from herder.store import runs as run_store
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What ``admit`` or ``after_end`` did: runs made READY now (wake the dispatcher) and
+    launched runs to stop (their backends must be told, after the commit)."""
+
+    created: list[Run] = field(default_factory=list)
+    stop: list[Run] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return any(run.status is RunStatus.READY for run in self.created)
+
+    def add(self, other: Admitted) -> None:
+        self.created.extend(other.created)
+        self.stop.extend(other.stop)
+
+
+def admit(
+    conn: Connection,
+    job: Job,
+    *,
+    trigger: Trigger,
+    now: datetime,
+    params: dict[str, Any],
+    env: dict[str, str],
+    submitter: str | None = None,
+    scheduled_for: datetime | None = None,
+    attempt: int = 1,
+    parent_id: int | None = None,
+    not_before: datetime | None = None,
+    by_person: bool = False,
+) -> Admitted:
+    """Create a run of ``job`` as its concurrency policy says: READY, WAITING (queue), SKIPPED
+    (forbid) or, when ``by_person`` asked over the API and waits for the answer, refused with
+    ``Conflict`` (forbid)."""
+    spec = job.spec
+    status, error = RunStatus.READY, None
+    done = Admitted()
+    if spec.concurrency != "allow":
+        job_store.lock(conn, job.id)
+        active = run_store.occupying(conn, job.id)
+        full = len(active) >= spec.max_active
+        if spec.concurrency == "queue" and (full or run_store.has_waiting(conn, job.id)):
+            status = RunStatus.WAITING  # behind the runs already waiting: first come, first run
+        elif full and spec.concurrency == "forbid":
+            busy = ", ".join(f"run {r.id} ({r.status.value})" for r in active[:5])
+            reason = (
+                f"concurrency forbid: the job allows {spec.max_active} active run(s) and has "
+                f"{len(active)}: {busy}"
+            )
+            if by_person:
+                raise Conflict(
+                    f"job {job.ref}: {reason}; wait for it to end or cancel it",
+                    details={"active_runs": [r.id for r in active]},
+                )
+            status, error = RunStatus.SKIPPED, reason
+        elif full and spec.concurrency == "replace":
+            for old in active[: len(active) - spec.max_active + 1]:
+                done.add(_replace(conn, old, now))
+    run = run_store.create(
+        conn, job=job, params=params, env=env, trigger=trigger, now=now, submitter=submitter,
+        scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id, status=status,
+        not_before=not_before, error=error,
+    )
+    done.created.append(run)
+    return done
+
+
+def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
+    """Cancel ``old`` for a newer run: at once if it was not launched, else via its backend."""
+    cancelled = run_store.request_cancel(
+        conn, old.id, force=False, now=now, reason="replaced by a newer run (concurrency replace)"
+    )
+    return Admitted(stop=[cancelled] if cancelled.status in LAUNCHED else [])
+
+
+def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
+    """Follow-ups of a run that has just ended: its retry, and the queue of its job."""
+    done = Admitted()
+    if run.job_id is None:
+        return done  # the job was deleted: nothing to retry, no queue to move
+    try:
+        job = job_store.get(conn, str(run.job_id))
+    except NotFound:
+        return done
+    retries = job.spec.retries
+    if retries is not None and retries.wants(run.status, run.attempt):
+        delay = retries.delay(run.attempt, f"{job.id}/{run.id}")
+        done.add(
+            admit(
+                conn, job, trigger=Trigger.RETRY, now=now, params=run.params, env=run.env,
+                submitter=run.submitter, scheduled_for=run.scheduled_for,
+                attempt=run.attempt + 1, parent_id=run.id,
+                not_before=now + timedelta(seconds=delay),
+            )
+        )
+    if job.spec.concurrency == "queue":
+        done.add(release(conn, job))
+    return done
+
+
+def release(conn: Connection, job: Job) -> Admitted:
+    """Move the job's oldest WAITING runs to READY while it has free slots."""
+    job_store.lock(conn, job.id)
+    free = job.spec.max_active - len(run_store.occupying(conn, job.id))
+    done = Admitted()
+    for run_id in run_store.waiting(conn, job.id, max(free, 0)):
+        done.created.append(run_store.set_status(conn, run_id, RunStatus.READY))
+    return done

@@ -1,0 +1,197 @@
+"""The scheduler: due slots become runs, exactly one per slot.
+
+A job with a schedule carries ``next_run_at`` (its next slot, indexed) and a small JSON state:
+
+``cursor``
+    the newest slot dealt with. ``model.schedules.plan_due`` decides about the slots after it;
+    the cursor moves in the same transaction that creates their runs, and the store refuses a
+    second run for a slot (unique job, slot, attempt), so a slot is neither lost nor doubled
+    across crashes, restarts and several servers.
+``skipped``
+    how many slots were skipped in all (each listed one is also a SKIPPED run).
+``unlisted``
+    after a long absence, the range of old skipped slots summed up instead of listed.
+``disabled_at``, ``resumed_at``
+    the last pause, to explain the slots it skipped.
+
+``tick`` runs in one write transaction; on PostgreSQL the due jobs' rows are locked with
+``SKIP LOCKED``, so servers ticking at once share the work instead of repeating it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from herder.engine.admission import Admitted, admit
+from herder.model.errors import Conflict
+from herder.model.jobs import Job, JobSpec
+from herder.model.runs import Run, RunStatus, Trigger
+from herder.model.schedules import Schedule, dst_note, fire_times, in_zone, jittered, plan_due
+from herder.store import jobs as job_store
+from herder.store import runs as run_store
+
+TICK_BATCH = 200  # jobs planned per transaction; a tick that filled it goes on at once
+
+
+@dataclass(slots=True)
+class Tick:
+    admitted: Admitted = field(default_factory=Admitted)
+    jobs: int = 0  # how many due jobs were planned
+
+    @property
+    def full(self) -> bool:
+        return self.jobs >= TICK_BATCH
+
+
+def tick(
+    conn: Connection, now: datetime, *, horizon: datetime | None = None,
+    limit: int = TICK_BATCH,
+) -> Tick:
+    """Plan every job whose next slot comes by ``horizon`` (default ``now``): create the runs
+    its slots get, record the slots it skips, and move its cursor and ``next_run_at`` on.
+
+    A horizon a little ahead lets the engine create and claim a slot's run before the slot, so
+    that at the slot itself only the process start is left (``not_before`` holds it until
+    then)."""
+    done = Tick()
+    horizon = max(now, horizon or now)
+    for job in job_store.due(conn, horizon, limit):
+        done.jobs += 1
+        if job.spec.schedule is None or not job.spec.enabled:  # edited since: nothing is due
+            job_store.set_schedule(conn, job.id, None, job.schedule_state)
+            continue
+        done.admitted.add(_plan_job(conn, job, job.spec.schedule, now, horizon))
+    return done
+
+
+def _plan_job(
+    conn: Connection, job: Job, schedule: Schedule, now: datetime, horizon: datetime
+) -> Admitted:
+    state: dict[str, Any] = dict(job.schedule_state)
+    cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
+    plan = plan_due(schedule, job.spec.misfire, cursor, horizon)
+    done = Admitted()
+    paused = _paused_span(state)
+    for skip in plan.skipped:
+        reason = skip.reason
+        if paused is not None and paused[0] <= skip.slot <= paused[1]:
+            reason = f"the job was disabled at this slot; {reason}"
+        _record_skip(conn, job, skip.slot, reason, now)
+    if plan.unlisted_through is not None:
+        state["unlisted"] = {
+            "after": state.get("cursor"),
+            "through": job_store.iso(plan.unlisted_through),
+            "reason": plan.unlisted_reason,
+        }
+    state["skipped"] = int(state.get("skipped", 0)) + len(plan.skipped)
+    for slot in plan.run:
+        try:
+            done.add(
+                admit(
+                    conn, job, trigger=Trigger.SCHEDULE, now=now, params=dict(job.spec.params),
+                    env={}, scheduled_for=slot, not_before=jittered(schedule, slot, str(job.id)),
+                )
+            )
+        except Conflict:
+            pass  # the slot already has its run (made before a crash lost the cursor): keep it
+    if plan.cursor is not None:
+        state["cursor"] = job_store.iso(plan.cursor)
+    next_run_at = plan.next_slot
+    if next_run_at is None and schedule.at is not None:
+        # A one-shot has fired: the job disables itself, keeping its runs and its spec.
+        spec = JobSpec.from_dict(job.spec.to_dict() | {"enabled": False})
+        job_store.update(conn, job.id, spec, now)
+        state["disabled_at"] = job_store.iso(now)
+        state.pop("resumed_at", None)
+    job_store.set_schedule(conn, job.id, next_run_at, state)
+    return done
+
+
+def _record_skip(conn: Connection, job: Job, slot: datetime, reason: str, now: datetime) -> None:
+    try:
+        run_store.create(
+            conn, job=job, params=dict(job.spec.params), env={}, trigger=Trigger.SCHEDULE,
+            now=now, scheduled_for=slot, status=RunStatus.SKIPPED, error=reason,
+        )
+    except Conflict:
+        pass  # recorded already
+
+
+def _paused_span(state: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    if "disabled_at" not in state or "resumed_at" not in state:
+        return None
+    return datetime.fromisoformat(state["disabled_at"]), datetime.fromisoformat(
+        state["resumed_at"]
+    )
+
+
+def report(
+    conn: Connection, ref: str, now: datetime, *, recent: int = 20, upcoming: int = 5
+) -> dict[str, Any]:
+    """"Why didn't it run?": the job's recent slots and what became of each, the slots summed
+    up after a long absence, and a preview of the next ones, each with its DST note."""
+    job = job_store.get(conn, ref)
+    schedule = job.spec.schedule
+    state = job.schedule_state
+    notes: list[str] = []
+    slots: list[dict[str, Any]] = []
+    previews: list[dict[str, Any]] = []
+    if schedule is None:
+        notes.append("the job has no schedule: it runs only when asked")
+    else:
+        runs = run_store.slot_runs(conn, job.id, limit=recent)
+        retried = run_store.retries_of(conn, [r.id for r in runs if r.status.terminal])
+        slots = [_slot_fate(schedule, run, retried.get(run.id)) for run in runs]
+        if not job.spec.enabled:
+            since = state.get("disabled_at")
+            notes.append(
+                f"the job is disabled{' since ' + since if since else ''}: no slot runs until "
+                "it is enabled, and then the slots missed meanwhile follow its misfire policy "
+                f"({job.spec.misfire.policy}, grace {job.spec.misfire.to_dict()['grace']})"
+            )
+        cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else now
+        previews = [
+            {"slot": slot, "local": in_zone(slot, schedule.timezone),
+             "dst": dst_note(schedule, slot)}
+            for slot in fire_times(schedule, max(now, cursor), upcoming)
+        ]
+        if upcoming and not previews and job.spec.enabled:
+            notes.append("the schedule has no more slots (its 'at' passed or its 'end' came)")
+    return {
+        "job": job.ref,
+        "enabled": job.spec.enabled,
+        "schedule": None if schedule is None else schedule.to_dict(),
+        "misfire": job.spec.misfire.to_dict(),
+        "concurrency": job.spec.concurrency,
+        "next_run_at": job.next_run_at,
+        "recent": slots,
+        "skipped_total": int(state.get("skipped", 0)),
+        "unlisted": state.get("unlisted"),
+        "upcoming": previews,
+        "notes": notes,
+    }
+
+
+def _slot_fate(schedule: Schedule, run: Run, retry: Run | None) -> dict[str, Any]:
+    if run.status is RunStatus.SKIPPED:
+        fate, reason = "skipped", run.error
+    elif run.status.terminal:
+        fate, reason = "ran", None
+        if retry is not None:
+            reason = f"retried as run {retry.id} ({retry.status.value})"
+    else:
+        fate, reason = "pending", None
+    assert run.scheduled_for is not None
+    return {
+        "slot": run.scheduled_for,
+        "local": in_zone(run.scheduled_for, schedule.timezone),
+        "fate": fate,
+        "run_id": run.id,
+        "status": run.status.value,
+        "reason": reason,
+        "dst": dst_note(schedule, run.scheduled_for),
+    }
