@@ -41,8 +41,13 @@ class Settings(BaseSettings):
         "loss; slower)",
     )
     log_level: str = Field("info", description="server log level")
+    lease_ttl: float = Field(
+        15.0,
+        description="seconds a server's lease lasts unrenewed; after that, another server on "
+        "the same PostgreSQL takes over its runs (e.g. '15s')",
+    )
 
-    @field_validator("kill_grace", "default_timeout", mode="before")
+    @field_validator("kill_grace", "default_timeout", "lease_ttl", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if value is None or value == "":

@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db, data_dir=data_dir, owner=server_id(data_dir), kill_grace=settings.kill_grace,
             default_timeout=settings.default_timeout, dispatch_batch=settings.dispatch_batch,
             backend_settings={"sync_exit_records": settings.sync_exit_records},
+            lease_ttl=settings.lease_ttl,
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")

@@ -1,4 +1,4 @@
-"""``herder job …``: create, list, show, delete, enable and disable jobs."""
+"""``herder job …``: create, list, show, delete, enable and disable jobs; read a schedule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from herder.cli import render
-from herder.cli.client import CliError
+from herder.cli.client import ApiError, Client, CliError, job_path
 from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
 from herder.cli.render import Output
 from herder.model.durations import parse_duration
@@ -19,7 +19,7 @@ from herder.model.errors import InvalidSpec
 
 app = typer.Typer(
     name="job",
-    help="Create, list, show, delete, enable and disable jobs.",
+    help="Create, list, show, delete, enable and disable jobs; see what their schedule did.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -31,6 +31,8 @@ LabelOpt = Annotated[
     list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="a label (repeatable)")
 ]
 _METADATA_KEYS = ("name", "namespace", "labels", "annotations")
+_SCHEDULE = "Schedule"
+_POLICY = "Runs: concurrency and retries"
 
 
 @app.command("create")
@@ -65,6 +67,106 @@ def create(
     env: EnvOpt = None,
     label: LabelOpt = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="create it paused")] = False,
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            "--cron",
+            metavar="EXPR",
+            help="fire on a cron expression, e.g. '0 3 * * *' (6 fields: seconds first)",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            metavar="DURATION",
+            help="fire at a fixed interval, e.g. 30s, 1h",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="ISO",
+            help="fire once, e.g. 2026-12-01T10:00:00Z",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            "--tz",
+            metavar="ZONE",
+            help="the zone a cron is read in, e.g. Europe/Rome (default UTC)",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    jitter: Annotated[
+        str | None,
+        typer.Option(
+            "--jitter",
+            metavar="DURATION",
+            help="delay each run by up to this much, to spread load",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    misfire: Annotated[
+        str | None,
+        typer.Option(
+            "--misfire",
+            metavar="skip|run_once|run_all",
+            help="what to do with slots found late (default run_once)",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    misfire_grace: Annotated[
+        str | None,
+        typer.Option(
+            "--misfire-grace",
+            metavar="DURATION",
+            help="how late a slot may be and still count as on time (default 60s)",
+            rich_help_panel=_SCHEDULE,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            metavar="allow|forbid|replace|queue",
+            help="what a new run does while --max-active runs are active (default allow)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
+    max_active: Annotated[
+        int | None,
+        typer.Option(
+            "--max-active",
+            metavar="N",
+            help="active runs at once under forbid, replace, queue (default 1)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            "--retries",
+            metavar="N",
+            help="retry a failed run up to N times",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
+    retry_backoff: Annotated[
+        str | None,
+        typer.Option(
+            "--retry-backoff",
+            metavar="DURATION",
+            help="wait before the first retry, doubled each time (default 10s)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -74,7 +176,10 @@ def create(
 
     An argv, as it is: `herder job create backup -- pg_dump -f /tmp/s.sql sales`
 
-    Options given beside -f FILE override the file's values.
+    On a schedule: `herder job create backup --cron "0 3 * * *" --tz Europe/Rome -- pg_dump sales`
+
+    Options given beside -f FILE override the file's values. The server checks the schedule and
+    the policies, and says what is wrong.
     """
     if file is not None:
         if name is not None or argv or command is not None:
@@ -97,9 +202,40 @@ def create(
     ):
         if values:
             body[key] = {**(body.get(key) or {}), **pairs(values, option)}
+    _merge(
+        body,
+        "schedule",
+        {"cron": cron, "every": every, "at": at, "timezone": timezone, "jitter": jitter},
+        exclusive=("cron", "every", "at"),
+    )
+    _merge(body, "misfire", {"policy": misfire, "grace": misfire_grace})
+    _merge(body, "retries", {"limit": retries, "backoff": retry_backoff})
+    policies = {"concurrency": concurrency, "max_active": max_active}
+    body.update({k: v for k, v in policies.items() if v is not None})
     with connect(ctx, server) as api:
         job = api.create_job(body)
     _show(job, output_of(ctx, output), created=True)
+
+
+def _merge(
+    body: dict[str, Any], key: str, given: dict[str, Any], *, exclusive: tuple[str, ...] = ()
+) -> None:
+    """Put the options given into the mapping ``body[key]``, over what a file put there.
+
+    Only what was given is sent: nothing given leaves ``body`` as it was; the server checks the
+    result. Giving one of the ``exclusive`` keys (the schedule kinds) drops the file's, so that
+    ``--cron`` turns a file's ``every`` schedule into a cron one.
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return
+    current = body.get(key)
+    if key == "retries" and isinstance(current, int) and not isinstance(current, bool):
+        current = {"limit": current}  # the short form: a bare number is the limit
+    merged = dict(current) if isinstance(current, dict) else {}
+    if any(k in given for k in exclusive):
+        merged = {k: v for k, v in merged.items() if k not in exclusive}
+    body[key] = {**merged, **given}
 
 
 def _body_from_args(
@@ -197,7 +333,7 @@ def list_jobs(
 def show(
     ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
 ) -> None:
-    """Show a job's spec and its last runs."""
+    """Show a job's spec, its last runs and, on a schedule, its next five runs."""
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
         found = api.get_job(job)
@@ -206,7 +342,50 @@ def show(
             return
         ref = str(found.get("ref") or job)
         page = api.list_runs({"job": ref, "limit": 5})
-    render.out().print(render.job_panel(found, page["items"][:5]))
+        upcoming = None
+        if found.get("schedule"):
+            try:
+                upcoming = schedule_report(api, ref, recent=0, upcoming=5)
+            except ApiError as exc:  # an older server: the spec and runs are still worth showing
+                render.hint(f"cannot list the next runs: {exc.message}")
+    render.out().print(render.job_panel(found, page["items"][:5], upcoming=upcoming))
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    job: JobArg,
+    recent: Annotated[
+        int, typer.Option("--recent", min=0, max=1000, help="recent slots to show")
+    ] = 20,
+    upcoming: Annotated[
+        int, typer.Option("--upcoming", min=0, max=1000, help="next slots to show")
+    ] = 5,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Why did (or didn't) a job run: its recent slots and what became of each, then the next.
+
+    A slot ran, was skipped (the reason says why: late, a concurrency policy, a pause) or waits.
+
+    Times are on the wall clock of the schedule's time zone, with their UTC offset.
+    """
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        report = schedule_report(api, job, recent=recent, upcoming=upcoming)
+    if fmt is not Output.TABLE:
+        render.emit(report, fmt)
+        return
+    shown = render.schedule_report(report, recent=recent > 0, upcoming=upcoming > 0)
+    render.out().print(shown, soft_wrap=True)  # long lines: the terminal wraps them, not Rich
+
+
+def schedule_report(api: Client, ref: str, *, recent: int, upcoming: int) -> dict[str, Any]:
+    """``GET /jobs/{ref}/schedule``: the job's ScheduleReport."""
+    report = api.get(job_path(ref, "schedule"), recent=recent, upcoming=upcoming)
+    if not isinstance(report, dict):
+        raise CliError(f"the server answered {type(report).__name__} where a report was due")
+    return report
 
 
 @app.command("delete")

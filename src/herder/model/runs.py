@@ -93,7 +93,11 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     ),
     RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.IN_DOUBT} | _ENDED_BY_BACKEND),
     RunStatus.RUNNING: frozenset({RunStatus.IN_DOUBT} | _ENDED_BY_BACKEND),
-    RunStatus.IN_DOUBT: frozenset({RunStatus.PENDING, RunStatus.RUNNING} | _ENDED_BY_BACKEND),
+    # IN_DOUBT -> READY: claimed, but its backend confirms it never started it (the server died
+    # between the claim and the start): it is dispatched again, never run twice.
+    RunStatus.IN_DOUBT: frozenset(
+        {RunStatus.READY, RunStatus.PENDING, RunStatus.RUNNING} | _ENDED_BY_BACKEND
+    ),
     **{status: frozenset() for status in TERMINAL},
 }
 
