@@ -46,6 +46,22 @@ JOB_BODIES = [
                                    "params": {"x": "a"}}, 422),
     ("unknown param in a template", {**GOOD, "command": ["echo", "{{ params.y }}"]}, 422),
     ("template escape", {**GOOD, "command": ["{% for i in range(9) %}{% endfor %}"]}, 422),
+    ("two schedule kinds", {**GOOD, "schedule": {"cron": "* * * * *", "every": "1m"}}, 422),
+    ("no schedule kind", {**GOOD, "schedule": {"timezone": "UTC"}}, 422),
+    ("bad cron", {**GOOD, "schedule": {"cron": "61 * * * *"}}, 422),
+    ("seven cron fields", {**GOOD, "schedule": {"cron": "* * * * * * *"}}, 422),
+    ("unknown time zone", {**GOOD, "schedule": {"cron": "@daily", "timezone": "Mars/Base"}}, 422),
+    ("path as time zone", {**GOOD, "schedule": {"cron": "@daily", "timezone": "../../etc"}}, 422),
+    ("interval under a second", {**GOOD, "schedule": {"every": "100ms"}}, 422),
+    ("at without offset", {**GOOD, "schedule": {"at": "2030-01-01T00:00:00"}}, 422),
+    ("at in the past", {**GOOD, "schedule": {"at": "2001-01-01T00:00:00Z"}}, 422),
+    ("jitter over the interval", {**GOOD, "schedule": {"every": "1m", "jitter": "2m"}}, 422),
+    ("unknown schedule key", {**GOOD, "schedule": {"every": "1m", "when": "now"}}, 422),
+    ("bad misfire policy", {**GOOD, "misfire": {"policy": "sometimes"}}, 422),
+    ("bad concurrency", {**GOOD, "concurrency": "serial"}, 422),
+    ("zero max_active", {**GOOD, "max_active": 0}, 422),
+    ("negative retries", {**GOOD, "retries": {"limit": -1}}, 422),
+    ("retries without limit", {**GOOD, "retries": {"backoff": "1s"}}, 422),
 ]
 
 
