@@ -61,7 +61,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         return _response(400, "malformed_json", "the request body is not valid JSON", problems)
     first = problems[0] if problems else {"loc": [], "message": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
-    return _response(422, "invalid", f"{where}: {first['message']}", problems)
+    message = str(first["message"])
+    if message.startswith((f"{where}:", f"{where}.")):  # the model named the field already
+        return _response(422, "invalid", message, problems)
+    return _response(422, "invalid", f"{where}: {message}", problems)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

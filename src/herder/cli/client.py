@@ -296,13 +296,18 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 def _detail_lines(details: Any) -> list[str]:
-    """Validation details, one short line each: ``[{loc, msg}]`` lists or ``{field: problem}``."""
+    """Validation details, one short line each: ``[{loc, message}]`` lists (``msg`` from other
+    FastAPI servers) or ``{field: problem}``. A single problem is the message itself: no line."""
     lines: list[str] = []
     if isinstance(details, list):
+        if len(details) == 1 and isinstance(details[0], dict) and "loc" in details[0]:
+            return []
         for item in details:
-            if isinstance(item, dict) and "msg" in item:
+            text = item.get("message", item.get("msg")) if isinstance(item, dict) else None
+            if text is not None:
                 loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                lines.append(f"  {loc}: {item['msg']}" if loc else f"  {item['msg']}")
+                lines.append(f"  {loc}: {text}" if loc and not str(text).startswith(loc)
+                             else f"  {text}")
             else:
                 lines.append(f"  {item}")
     elif isinstance(details, dict):

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from herder.cli import render
+from herder.cli import render, schedules
 from herder.cli.client import ApiError, Client, CliError, job_path
 from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
 from herder.cli.render import Output
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
+from herder.model.policies import CONCURRENCY
+from herder.model.schedules import POLICIES
 
 app = typer.Typer(
     name="job",
@@ -33,6 +35,13 @@ LabelOpt = Annotated[
 _METADATA_KEYS = ("name", "namespace", "labels", "annotations")
 _SCHEDULE = "Schedule"
 _POLICY = "Runs: concurrency and retries"
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
+    """A usage error (exit 2) for a value the server would refuse anyway."""
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=option)
+    return value
 
 
 @app.command("create")
@@ -118,6 +127,7 @@ def create(
         typer.Option(
             "--misfire",
             metavar="skip|run_once|run_all",
+            callback=lambda v: _choice(v, POLICIES, "--misfire"),
             help="what to do with slots found late (default run_once)",
             rich_help_panel=_SCHEDULE,
         ),
@@ -136,6 +146,7 @@ def create(
         typer.Option(
             "--concurrency",
             metavar="allow|forbid|replace|queue",
+            callback=lambda v: _choice(v, CONCURRENCY, "--concurrency"),
             help="what a new run does while --max-active runs are active (default allow)",
             rich_help_panel=_POLICY,
         ),
@@ -342,13 +353,14 @@ def show(
             return
         ref = str(found.get("ref") or job)
         page = api.list_runs({"job": ref, "limit": 5})
-        upcoming = None
+        more: list[Any] = []
         if found.get("schedule"):
             try:
-                upcoming = schedule_report(api, ref, recent=0, upcoming=5)
+                report = schedule_report(api, ref, recent=0, upcoming=5)
+                more = schedules.upcoming_section(found, report)
             except ApiError as exc:  # an older server: the spec and runs are still worth showing
                 render.hint(f"cannot list the next runs: {exc.message}")
-    render.out().print(render.job_panel(found, page["items"][:5], upcoming=upcoming))
+    render.out().print(render.job_panel(found, page["items"][:5], more=more))
 
 
 @app.command("schedule")
@@ -376,7 +388,7 @@ def schedule(
     if fmt is not Output.TABLE:
         render.emit(report, fmt)
         return
-    shown = render.schedule_report(report, recent=recent > 0, upcoming=upcoming > 0)
+    shown = schedules.schedule_report(report, recent=recent > 0, upcoming=upcoming > 0)
     render.out().print(shown, soft_wrap=True)  # long lines: the terminal wraps them, not Rich
 
 

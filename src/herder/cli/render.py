@@ -12,9 +12,8 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from rich.console import Console, Group, RenderableType
@@ -166,7 +165,7 @@ def command_text(command: Any) -> str:
     return str(command) if command is not None else "-"
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
@@ -189,15 +188,23 @@ def runs_table(runs: Iterable[Mapping[str, Any]], *, at: datetime | None = None)
     table.add_column("DURATION", justify="right", no_wrap=True)
     for run in runs:
         table.add_row(
-            _cell(run.get("id")),
-            _clip(_cell(run.get("job"))),
+            cell(run.get("id")),
+            _clip(cell(run.get("job"))),
             status_text(run.get("status")),
-            _cell(run.get("exit_code")),
-            _cell(run.get("trigger")),
+            cell(run.get("exit_code")),
+            cell(run.get("trigger")),
             relative(run.get("created_at"), at=at),
             run_duration(run, at=at),
         )
     return table
+
+
+def next_run(job: Mapping[str, Any], *, at: datetime | None = None) -> str:
+    """When the job runs next; a slot already passed is being started (or caught up) now."""
+    moment = parse_time(job.get("next_run_at"))
+    if moment is None:
+        return "-"
+    return "due now" if moment <= (at or now()) else relative(moment, at=at)
 
 
 def jobs_table(jobs: Iterable[Mapping[str, Any]], *, at: datetime | None = None) -> Table:
@@ -212,13 +219,13 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]], *, at: datetime | None = None)
     for job in jobs:
         enabled = job.get("enabled")
         table.add_row(
-            _cell(job.get("id")),
-            _clip(_cell(job.get("ref") or _ref(job))),
+            cell(job.get("id")),
+            _clip(cell(job.get("ref") or _ref(job))),
             _clip(command_text(job.get("command"))),
-            _cell(job.get("backend")),
+            cell(job.get("backend")),
             Text("yes", style="green") if enabled else Text("no", style="yellow"),
-            _cell(job.get("run_count")),
-            relative(job.get("next_run_at"), at=at),
+            cell(job.get("run_count")),
+            next_run(job, at=at),
         )
     return table
 
@@ -256,11 +263,11 @@ def job_panel(
     job: Mapping[str, Any],
     runs: list[dict[str, Any]] | None = None,
     *,
-    upcoming: Mapping[str, Any] | None = None,
+    more: Iterable[RenderableType] = (),
     at: datetime | None = None,
 ) -> RenderableType:
-    """The spec as YAML in a panel, the bookkeeping beneath it, the last runs, then the next
-    slots of its schedule when ``upcoming`` (a schedule report) is given."""
+    """The spec as YAML in a panel, the bookkeeping beneath it, the last runs, then ``more``
+    (such as the next slots of its schedule)."""
     spec = {k: job[k] for k in _SPEC_ORDER if job.get(k) not in (None, {}, [], "")}
     spec.update(
         (k, v) for k, v in job.items() if k not in spec and k not in _INFO and k not in _SPEC_ORDER
@@ -276,39 +283,29 @@ def job_panel(
     )
     info = Text.assemble(
         ("id ", "dim"),
-        _cell(job.get("id")),
+        cell(job.get("id")),
         ("  created ", "dim"),
         relative(job.get("created_at"), at=at),
         ("  updated ", "dim"),
         relative(job.get("updated_at"), at=at),
         ("  runs ", "dim"),
-        _cell(job.get("run_count")),
+        cell(job.get("run_count")),
         ("  next run ", "dim"),
-        relative(job.get("next_run_at"), at=at),
+        next_run(job, at=at),
     )
     title = Text(str(job.get("ref") or _ref(job)), style="bold")
     parts: list[RenderableType] = [Panel(body, title=title, title_align="left"), info]
     if runs is not None:
         parts.append(Text("\nlast runs", style="bold"))
         parts.append(runs_table(runs, at=at) if runs else Text("no runs yet", style="dim"))
-    if upcoming is not None:
-        name = _zone_name(upcoming)
-        next_run = wall(job.get("next_run_at"), zone_of(name)) if job.get("next_run_at") else None
-        parts.append(
-            Text.assemble(
-                (f"\nnext runs in {name}", "bold"),
-                ("  next_run_at ", "dim"),
-                next_run or "none due",
-            )
-        )
-        parts.append(next_slots(upcoming, at=at))
+    parts.extend(more)
     return Group(*parts)
 
 
 def run_line(run: Mapping[str, Any], *, at: datetime | None = None) -> Text:
     """``run 42 ops/backup APP_ERROR exit 3 after 1.20s`` (plus the error, if any)."""
     text = Text.assemble(
-        f"run {_cell(run.get('id'))} {_cell(run.get('job'))} ", status_text(run.get("status"))
+        f"run {cell(run.get('id'))} {cell(run.get('job'))} ", status_text(run.get("status"))
     )
     if run.get("exit_code") is not None:
         text.append(f" exit {run['exit_code']}")
@@ -332,160 +329,9 @@ class WaitLine:
         waited = elapsed(max(0.0, time.monotonic() - self.started))
         self._spinner.update(
             text=Text.assemble(
-                f"run {_cell(self.run.get('id'))} {_cell(self.run.get('job'))} ",
+                f"run {cell(self.run.get('id'))} {cell(self.run.get('job'))} ",
                 status_text(self.run.get("status")),
                 (f"  {waited}", "dim"),
             )
         )
         return self._spinner
-
-
-# -- schedules -------------------------------------------------------------------------------
-
-FATE_STYLES = {"ran": "green", "skipped": "yellow", "pending": "cyan"}
-
-
-def zone_of(name: Any) -> tzinfo:
-    """The time zone named ``name``; UTC when this machine does not know it."""
-    try:
-        return ZoneInfo(str(name or "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
-
-
-def wall(value: Any, zone: tzinfo | None = None) -> str:
-    """``2026-03-09 09:00:00 -04:00``: an API time on a wall clock, in ``zone`` if given (else
-    as sent), with its UTC offset so that the two 01:30s of a DST fall-back stay apart."""
-    moment = parse_time(value)
-    if moment is None:
-        return "-"
-    if zone is not None:
-        moment = moment.astimezone(zone)
-    offset = moment.strftime("%z")
-    return f"{moment:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
-
-
-def schedule_words(schedule: Mapping[str, Any]) -> str:
-    """``cron 0 3 * * * in Europe/Rome``, ``every 30s``, ``once at 2026-12-01 11:00:00 +01:00``."""
-    name = str(schedule.get("timezone") or "UTC")
-    zone = zone_of(name)
-    if schedule.get("cron") is not None:
-        words = f"cron {schedule['cron']} in {name}"
-    elif schedule.get("every") is not None:
-        words = f"every {schedule['every']}"
-    else:
-        words = f"once at {wall(schedule.get('at'), zone)}"
-    if schedule.get("jitter"):
-        words += f", up to {schedule['jitter']} late (jitter)"
-    if schedule.get("start"):
-        words += f", from {wall(schedule['start'], zone)}"
-    if schedule.get("end"):
-        words += f", until {wall(schedule['end'], zone)}"
-    return words
-
-
-def _zone_name(report: Mapping[str, Any]) -> str:
-    return str((report.get("schedule") or {}).get("timezone") or "UTC")
-
-
-def schedule_report(
-    report: Mapping[str, Any],
-    *,
-    recent: bool = True,
-    upcoming: bool = True,
-    at: datetime | None = None,
-) -> RenderableType:
-    """``herder job schedule``: the policy, what became of the recent slots and why, the slots
-    summed up after a long absence, the server's notes, then the next slots."""
-    ref = _cell(report.get("job"))
-    schedule = report.get("schedule")
-    if not schedule:
-        return Text(f"this job has no schedule; it runs only when asked (herder run {ref})")
-    zone = zone_of(_zone_name(report))
-    parts: list[RenderableType] = [_schedule_header(report, schedule, zone, at=at)]
-    if recent:
-        parts.append(Text("\nrecent slots, newest first", style="bold"))
-        if report.get("recent"):
-            parts.append(slots_table(report["recent"]))
-        else:
-            parts.append(Text("no slot has come due yet", style="dim"))
-    unlisted = report.get("unlisted")
-    if unlisted:
-        after = unlisted.get("after")
-        span = f"after {wall(after, zone)} " if after else ""
-        parts.append(
-            Text(
-                f"older slots {span}up to {wall(unlisted.get('through'), zone)} were skipped "
-                f"(not listed one by one): {unlisted.get('reason') or 'no reason recorded'}",
-                style="yellow",
-            )
-        )
-    parts.extend(Text(f"note: {note}", style="yellow") for note in report.get("notes") or ())
-    if upcoming:
-        parts.append(Text(f"\nnext slots ({_zone_name(report)})", style="bold"))
-        parts.append(next_slots(report, at=at))
-    return Group(*parts)
-
-
-def _schedule_header(
-    report: Mapping[str, Any], schedule: Mapping[str, Any], zone: tzinfo, *, at: datetime | None
-) -> Text:
-    text = Text.assemble((_cell(report.get("job")), "bold"), ": ", schedule_words(schedule))
-    if not report.get("enabled", True):
-        text.append("  disabled", style="bold yellow")
-    misfire = report.get("misfire") or {}
-    next_run = report.get("next_run_at")
-    text.append_text(
-        Text.assemble(
-            ("\nmisfire ", "dim"),
-            f"{_cell(misfire.get('policy'))}, grace {_cell(misfire.get('grace'))}",
-            ("  concurrency ", "dim"),
-            _cell(report.get("concurrency")),
-        )
-    )
-    if report.get("skipped_total"):
-        text.append_text(Text.assemble(("  skipped in all ", "dim"), str(report["skipped_total"])))
-    text.append("\nnext run ", style="dim")
-    text.append(f"{wall(next_run, zone)} ({relative(next_run, at=at)})" if next_run else "none due")
-    return text
-
-
-def slots_table(slots: Iterable[Mapping[str, Any]]) -> Table:
-    """The recent slots: local time, fate, run, status; why, and how DST moved it, if any."""
-    rows = list(slots)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("SLOT", no_wrap=True)
-    table.add_column("FATE", no_wrap=True)
-    table.add_column("RUN", justify="right", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    notes = [key for key in ("reason", "dst") if any(slot.get(key) for slot in rows)]
-    for key in notes:
-        table.add_column(key.upper(), overflow="fold")
-    for slot in rows:
-        fate = str(slot.get("fate") or "?")
-        table.add_row(
-            wall(slot.get("local")),
-            Text(fate, style=FATE_STYLES.get(fate, "")),
-            _cell(slot.get("run_id")),
-            status_text(slot.get("status")),
-            *(Text(_cell(slot.get(key))) for key in notes),
-        )
-    return table
-
-
-def next_slots(report: Mapping[str, Any], *, at: datetime | None = None) -> RenderableType:
-    """The next slots on the schedule's wall clock, how soon, and any DST note."""
-    slots = list(report.get("upcoming") or ())
-    if not slots:
-        return Text("none", style="dim")
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column("SLOT", no_wrap=True)
-    table.add_column("WHEN", no_wrap=True, style="dim")
-    table.add_column("DST", overflow="fold")
-    for slot in slots:
-        table.add_row(
-            wall(slot.get("local")), relative(slot.get("slot"), at=at), Text(slot.get("dst") or "")
-        )
-    if report.get("enabled", True):
-        return table
-    return Group(table, Text("the job is disabled: these run only once it is enabled", "dim"))
