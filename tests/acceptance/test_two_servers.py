@@ -47,7 +47,7 @@ def test_two_servers_run_every_slot_once_also_when_one_is_killed(
 ) -> None:
     a, b = pair
     for i in range(JOBS):
-        a.create_job(name=f"job-{i}", command="true", schedule={"cron": "* * * * * *"})
+        a.create_job(name=f"job-{i}", command="echo slot", schedule={"cron": "* * * * * *"})
     wait_for(lambda: total(b) >= 100, timeout=60, what="100 slots run by the pair")
     # Both servers dispatch: each one's supervisor has recorded ends of runs.
     wait_for(lambda: ended_here(a) and ended_here(b), timeout=30, what="both to dispatch")
@@ -63,6 +63,9 @@ def test_two_servers_run_every_slot_once_also_when_one_is_killed(
         assert_every_second_once(job_runs)
     assert sum(len(r) for r in runs.values()) >= 200
     assert any(slot_of(r) > killed for job_runs in runs.values() for r in job_runs)
+    # Server b serves the logs of every run, those started by the killed server too (on one
+    # host, the data folders are side by side).
+    assert {b.log(r["id"]) for r in runs["job-0"]} == {"slot\n"}
     # Runs the killed server had claimed were taken over once its lease ran out (when it had
     # any at that instant, which is usual: runs are claimed half a second ahead of the slot).
     took_over = "took over" in b.log_path.read_text()

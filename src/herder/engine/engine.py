@@ -210,6 +210,14 @@ class Engine:
             await self._stop(run, force=run.cancel_force)
         return run
 
+    def logs_of(self, run: Run) -> LogStore:
+        """Where the run's logs are: this server's data folder, or the folder of the server
+        that started it when this one took the run over (its handle names it)."""
+        log_dir = (run.handle or {}).get("log_dir")
+        if isinstance(log_dir, str) and Path(log_dir).parent != self.logs.root:
+            return LogStore(Path(log_dir).parent.parent)
+        return self.logs
+
     def jobs_changed(self) -> None:
         """A job was created or edited: its next slot may come sooner than the scheduler
         thought."""

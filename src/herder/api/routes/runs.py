@@ -95,7 +95,7 @@ async def run_logs(
     ``follow=true`` streams until the run ends; ``offset`` starts later in the file. With
     ``Accept: text/event-stream`` the stream is Server-Sent Events."""
     run = await engine.db.read(run_store.get, run_id)
-    logs = engine.logs
+    logs = engine.logs_of(run)
 
     async def ended() -> bool:
         current = await engine.db.read(run_store.get, run_id)
