@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import socket
+import sys
+from datetime import UTC, datetime
 
 import uvicorn
 
 from herder.api.app import create_app
+from herder.server_identity import server_id
 from herder.settings import Settings
+from herder.store import servers as server_store
+from herder.store.database import Database
+from herder.store.migrate import upgrade
 
 
 def serve(settings: Settings) -> None:
@@ -16,6 +23,10 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    problem = refusal(settings)
+    if problem is not None:
+        print(f"error: herder server cannot start: {problem}", file=sys.stderr)
+        raise SystemExit(1)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -26,3 +37,19 @@ def serve(settings: Settings) -> None:
         http="httptools",
         timeout_graceful_shutdown=5,
     )
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why this server may not start (another one is active where only one may be), said
+    plainly before anything is served; the engine checks again when it registers."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.store_url, readers=1)
+    try:
+        upgrade(db.engine)
+        return db.read_sync(
+            server_store.refusal, server_id=server_id(data_dir), host=socket.gethostname(),
+            now=datetime.now(UTC), only_one=db.dialect == "sqlite",
+        )
+    finally:
+        db.close()

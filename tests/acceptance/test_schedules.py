@@ -4,6 +4,8 @@ and the job's policies act on real runs."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,3 +116,25 @@ def test_the_schedule_report_over_the_api(server: Server) -> None:
                for u in report["upcoming"])
     job = server.client.get("/api/v1/jobs/daily").json()
     assert job["next_run_at"] == report["upcoming"][0]["slot"]
+
+
+def test_a_second_server_on_one_sqlite_database_refuses_to_start(server: Server) -> None:
+    database = f"sqlite:///{server.data_dir / 'herder.db'}"
+    other = Server(server.data_dir.parent / "other", database_url=database)
+    other.data_dir.mkdir()
+    started = subprocess.run(
+        [sys.executable, "-m", "herder", "server", "--port", str(other.port),
+         "--data-dir", str(other.data_dir)],
+        env=other.env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert started.returncode == 1
+    assert "SQLite allows one active scheduler" in started.stderr
+    assert "Traceback" not in started.stderr
+    # The same data folder twice is refused too.
+    again = subprocess.run(
+        [sys.executable, "-m", "herder", "server", "--port", str(other.port),
+         "--data-dir", str(server.data_dir)],
+        env=other.env | {"HERDER_DATABASE_URL": database}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert again.returncode == 1 and "is running on the data folder" in again.stderr

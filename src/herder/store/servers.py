@@ -62,6 +62,37 @@ def _holds_lease(server: Server, host: str, now: datetime) -> bool:
     return server.stopped_at is None and server.lease_until > now and _alive_here(server, host)
 
 
+def refusal(
+    conn: Connection, *, server_id: str, host: str, now: datetime, only_one: bool
+) -> str | None:
+    """Why a server could not start now (see ``register``), or None."""
+    known = [Server.of(row) for row in conn.execute(sa.select(servers))]
+    return _refusal(known, server_id=server_id, host=host, now=now, only_one=only_one)
+
+
+def _refusal(
+    known: list[Server], *, server_id: str, host: str, now: datetime, only_one: bool
+) -> str | None:
+    mine = next((s for s in known if s.id == server_id), None)
+    if mine is not None and _holds_lease(mine, host, now):
+        return (
+            f"another herder server (pid {mine.pid} on {mine.host}) is running on the data "
+            f"folder {mine.data_dir}; stop it first, or give this one its own data folder "
+            "(HERDER_DATA_DIR)"
+        )
+    if only_one:
+        others = [s for s in known if s.id != server_id and _holds_lease(s, host, now)]
+        if others:
+            other = others[0]
+            return (
+                f"another herder server (pid {other.pid} on {other.host}, data folder "
+                f"{other.data_dir}) is active on this SQLite database, and SQLite allows one "
+                "active scheduler. Stop it, or use PostgreSQL (HERDER_DATABASE_URL) to run "
+                "several servers"
+            )
+    return None
+
+
 def register(
     conn: Connection,
     *,
@@ -82,23 +113,10 @@ def register(
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     known = [Server.of(row) for row in conn.execute(query)]
+    problem = _refusal(known, server_id=server_id, host=host, now=now, only_one=only_one)
+    if problem is not None:
+        raise Conflict(problem)
     mine = next((s for s in known if s.id == server_id), None)
-    if mine is not None and _holds_lease(mine, host, now):
-        raise Conflict(
-            f"another herder server (pid {mine.pid} on {mine.host}) is running on the data "
-            f"folder {mine.data_dir}; stop it first, or give this one its own data folder "
-            "(HERDER_DATA_DIR)"
-        )
-    if only_one:
-        others = [s for s in known if s.id != server_id and _holds_lease(s, host, now)]
-        if others:
-            other = others[0]
-            raise Conflict(
-                f"another herder server (pid {other.pid} on {other.host}, data folder "
-                f"{other.data_dir}) is active on this SQLite database, and SQLite allows one "
-                "active scheduler. Stop it, or use PostgreSQL (HERDER_DATABASE_URL) to run "
-                "several servers"
-            )
     values = {
         "host": host, "pid": pid, "data_dir": data_dir, "started_at": now, "heartbeat_at": now,
         "lease_until": now + timedelta(seconds=ttl), "stopped_at": None,
