@@ -103,8 +103,8 @@ def test_servers_ticking_at_once_never_double_a_slot(store_url: str) -> None:
         moment = NOW + 30 * S
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda d: d.write_sync(scheduler.tick, moment), servers))
-        for job in jobs:
-            assert slots(runs_of(first, job)) == [NOW + k * S for k in range(1, 31)]
+        for job in jobs:  # planned two seconds ahead (concurrency allow)
+            assert slots(runs_of(first, job)) == [NOW + k * S for k in range(1, 33)]
     finally:
         for database in (first, *servers):
             database.close()
@@ -115,7 +115,7 @@ def test_a_slot_lost_from_the_cursor_is_not_run_twice(db: Database) -> None:
     still refuses a second run for a slot, and the tick goes on."""
     job = make_job(db, schedule={"every": "10s"})
     tick(db, NOW + 25 * S)
-    db.write_sync(job_store.set_schedule, job.id, NOW + 10 * S, {"cursor": NOW.isoformat()})
+    db.write_sync(job_store.set_schedule, job, NOW + 10 * S, {"cursor": NOW.isoformat()})
     tick(db, NOW + 35 * S)
     assert Counter(slots(runs_of(db, job))) == {NOW + k * 10 * S: 1 for k in (1, 2, 3)}
 
@@ -148,7 +148,8 @@ def test_a_long_absence_is_summed_up_not_listed(db: Database) -> None:
     job = make_job(db, schedule={"cron": "* * * * * *"}, misfire={"policy": "skip"})
     tick(db, NOW + timedelta(days=30))  # 2.6 million slots missed
     runs = runs_of(db, job)
-    assert len(slots(runs, RunStatus.READY)) == 61  # the last minute is within the grace
+    # The last minute is within the grace, and the next two seconds are planned ahead.
+    assert len(slots(runs, RunStatus.READY)) == 63
     assert len(slots(runs, RunStatus.SKIPPED)) == 10  # the newest skips listed, the rest summed
     report = db.read_sync(scheduler.report, str(job.id), NOW + timedelta(days=30))
     assert report["unlisted"]["reason"].startswith("misfired")
@@ -383,3 +384,15 @@ def test_the_report_tells_what_became_of_each_slot(db: Database) -> None:
     upcoming = [s["local"] for s in report["upcoming"]]
     assert [u.utcoffset() for u in upcoming] == [timedelta(hours=9)] * 3
     assert [s["slot"] for s in report["upcoming"]] == [NOW + k * 15 * M for k in (3, 4, 5)]
+
+
+def test_allow_jobs_are_planned_ahead_and_others_at_their_slot(db: Database) -> None:
+    free = make_job(db, name="free", schedule={"every": "10s"})
+    solo = make_job(db, name="solo", schedule={"every": "10s"}, concurrency="forbid")
+    early = tick(db, NOW + 8 * S).created
+    assert [(r.job_id, r.scheduled_for, r.not_before) for r in early] == [
+        (free.id, NOW + 10 * S, NOW + 10 * S)]  # created ahead, held until its slot
+    assert db.write_sync(run_store.claim_ready, "x", 10, now=NOW + 9 * S) == []
+    # forbid decides by the runs active at the slot itself, so it is planned then.
+    assert tick(db, NOW + 9 * S).created == []
+    assert [r.job_id for r in tick(db, NOW + 10 * S).created] == [solo.id]

@@ -66,6 +66,11 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Let go of connections; runs that are running keep running."""
 
+    async def prepare(self, run: RunContext) -> None:
+        """Do ahead what does not start the run (make its folders, pull an image): the engine
+        calls this before a scheduled run's start time, then ``start`` on the dot. ``start``
+        must also work for a run that was never prepared."""
+
     async def start(self, run: RunContext) -> Handle:
         """Start the run and answer its handle once it is running."""
         ...

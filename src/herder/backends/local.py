@@ -63,6 +63,7 @@ class LocalBackend:
         # Read by a supervisor this backend starts; one already running keeps its own.
         settings = {SYNC_ENV: "1" if sync_exit_records else "0"}
         self._client = SupervisorClient(self.data_dir, settings=settings)
+        self._prepared: set[int] = set()  # runs whose folders exist, until they start
         self._home = os.path.abspath(self.data_dir)
         self._host = socket.gethostname()
         self._foreign: dict[str, SupervisorClient] = {}
@@ -88,9 +89,8 @@ class LocalBackend:
         self._journals.clear()
         await asyncio.gather(*(client.close() for client in clients))
 
-    async def start(self, run: RunContext) -> Handle:
-        """Spawn the run through the supervisor; ``BackendError`` says why it could not."""
-        log_dir = _absolute(run.log_dir)
+    async def prepare(self, run: RunContext) -> None:
+        """Make the run's working folder ahead of its start."""
         work_dir = _absolute(run.work_dir)
         # Creating a folder waits on the disk (a millisecond and more on a busy one): done on a
         # thread, several runs' folders are made at once while both event loops go on.
@@ -100,6 +100,15 @@ class LocalBackend:
             raise BackendError(
                 f"cannot create working folder {work_dir!r} ({exc.strerror or exc})"
             ) from exc
+        self._prepared.add(run.run_id)
+
+    async def start(self, run: RunContext) -> Handle:
+        """Spawn the run through the supervisor; ``BackendError`` says why it could not."""
+        log_dir = _absolute(run.log_dir)
+        work_dir = _absolute(run.work_dir)
+        if run.run_id not in self._prepared:
+            await self.prepare(run)
+        self._prepared.discard(run.run_id)
         pid = await self._client.spawn(
             run.run_id,
             argv=list(run.argv),

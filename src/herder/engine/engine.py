@@ -47,8 +47,9 @@ from herder.store.servers import Server
 log = logging.getLogger(__name__)
 
 
-# How far ahead of a slot its run is created and claimed, so that at the slot only the process
-# start is left to do (the run waits for its ``not_before`` in memory meanwhile).
+# How far ahead of its ``not_before`` (its slot, for a scheduled run) a run is claimed: its
+# folders are made, then it waits in memory, so that at the slot only the process start is left.
+# (How far ahead runs are created is ``model.policies.lookahead``.)
 LEAD = timedelta(seconds=0.5)
 
 
@@ -301,7 +302,8 @@ class Engine:
             if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
                 wait = (run.not_before - self.clock()).total_seconds()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await backend.prepare(context)
+                    await asyncio.sleep((run.not_before - self.clock()).total_seconds())
             handle = await backend.start(context)
         except (BackendError, InvalidSpec, OSError) as exc:
             message = exc.message if isinstance(exc, HerderError) else str(exc)
@@ -483,7 +485,7 @@ class Engine:
     # Schedules -------------------------------------------------------------------------------
 
     async def _schedule_loop(self) -> None:
-        """Sleep until the next slot (or a held-back run's ``not_before``), then tick.
+        """Sleep until a slot is to be planned (or a held-back run may go), then tick.
 
         It looks again at least every second: other servers and faces change jobs too."""
         while True:
@@ -492,12 +494,12 @@ class Engine:
             wake = now + timedelta(seconds=1)
             held = None
             try:
-                slot, held = await self.db.read(_next_times, now)
-                if slot is not None and slot <= now + LEAD and self.dispatching:
-                    ticked = await self.db.write(scheduler.tick, now, horizon=now + LEAD)
+                plan, held = await self.db.read(_next_times, now)
+                if plan is not None and plan <= now and self.dispatching:
+                    ticked = await self.db.write(scheduler.tick, now)
                     await self._admitted(ticked.admitted)
                     continue  # look again at once: more may be due, or due meanwhile
-                wake = min(t - LEAD for t in (wake + LEAD, slot, held) if t is not None)
+                wake = min(t for t in (wake, plan, held and held - LEAD) if t is not None)
             except Exception:
                 log.exception("scheduling failed; trying again in a second",
                               extra={"action": "schedule_failed"})
@@ -512,5 +514,5 @@ class Engine:
 
 
 def _next_times(conn: Any, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """The next slot of any job, and when the next held-back READY run may go."""
-    return job_store.next_slot(conn), run_store.next_not_before(conn, now)
+    """When a job has a slot to plan next, and when the next held-back READY run may go."""
+    return job_store.next_plan(conn), run_store.next_not_before(conn, now)

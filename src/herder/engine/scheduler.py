@@ -28,7 +28,8 @@ from sqlalchemy.engine import Connection
 
 from herder.engine.admission import Admitted, admit
 from herder.model.errors import Conflict
-from herder.model.jobs import Job, JobSpec
+from herder.model.jobs import Job
+from herder.model.policies import lookahead
 from herder.model.runs import Run, RunStatus, Trigger
 from herder.model.schedules import Schedule, dst_note, fire_times, in_zone, jittered, plan_due
 from herder.store import jobs as job_store
@@ -47,33 +48,28 @@ class Tick:
         return self.jobs >= TICK_BATCH
 
 
-def tick(
-    conn: Connection, now: datetime, *, horizon: datetime | None = None,
-    limit: int = TICK_BATCH,
-) -> Tick:
-    """Plan every job whose next slot comes by ``horizon`` (default ``now``): create the runs
-    its slots get, record the slots it skips, and move its cursor and ``next_run_at`` on.
+def tick(conn: Connection, now: datetime, *, limit: int = TICK_BATCH) -> Tick:
+    """Plan every job whose ``plan_at`` has come: create the runs its slots get, record the
+    slots it skips, and move its cursor, ``next_run_at`` and ``plan_at`` on.
 
-    A horizon a little ahead lets the engine create and claim a slot's run before the slot, so
-    that at the slot itself only the process start is left (``not_before`` holds it until
-    then)."""
+    Jobs under ``concurrency: allow`` are planned a little ahead of their slots
+    (``model.policies.lookahead``): their runs wait for the slot in ``not_before``, so that at
+    the slot only the process start is left."""
     done = Tick()
-    horizon = max(now, horizon or now)
-    for job in job_store.due(conn, horizon, limit):
+    for job in job_store.due(conn, now, limit):
         done.jobs += 1
         if job.spec.schedule is None or not job.spec.enabled:  # edited since: nothing is due
-            job_store.set_schedule(conn, job.id, None, job.schedule_state)
+            job_store.set_schedule(conn, job, None, job.schedule_state)
             continue
-        done.admitted.add(_plan_job(conn, job, job.spec.schedule, now, horizon))
+        done.admitted.add(_plan_job(conn, job, job.spec.schedule, now))
     return done
 
 
-def _plan_job(
-    conn: Connection, job: Job, schedule: Schedule, now: datetime, horizon: datetime
-) -> Admitted:
+def _plan_job(conn: Connection, job: Job, schedule: Schedule, now: datetime) -> Admitted:
     state: dict[str, Any] = dict(job.schedule_state)
     cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
-    plan = plan_due(schedule, job.spec.misfire, cursor, horizon)
+    horizon = now + lookahead(job.spec.concurrency)
+    plan = plan_due(schedule, job.spec.misfire, cursor, now, horizon=horizon)
     done = Admitted()
     paused = _paused_span(state)
     for skip in plan.skipped:
@@ -103,11 +99,10 @@ def _plan_job(
     next_run_at = plan.next_slot
     if next_run_at is None and schedule.at is not None:
         # A one-shot has fired: the job disables itself, keeping its runs and its spec.
-        spec = JobSpec.from_dict(job.spec.to_dict() | {"enabled": False})
-        job_store.update(conn, job.id, spec, now)
+        job_store.switch_off(conn, job, now)
         state["disabled_at"] = job_store.iso(now)
         state.pop("resumed_at", None)
-    job_store.set_schedule(conn, job.id, next_run_at, state)
+    job_store.set_schedule(conn, job, next_run_at, state)
     return done
 
 

@@ -107,6 +107,13 @@ def check_cron(expression: str) -> str:
     """``expression`` with single spaces, or ``InvalidSpec`` naming the field that is wrong."""
     if not isinstance(expression, str):
         raise InvalidSpec("cron: must be a string such as '*/5 * * * *' or '@daily'")
+    return _checked(expression)
+
+
+# Every stored job's expression is checked again when the job is read back (the scheduler reads
+# due jobs all the time): remembered, a check costs a dict lookup instead of croniter's parsing.
+@lru_cache(maxsize=4096)
+def _checked(expression: str) -> str:
     if len(expression) > MAX_CRON_LENGTH:
         raise InvalidSpec(f"cron: at most {MAX_CRON_LENGTH} characters (got {len(expression)})")
     if not expression.isascii() or not expression.replace("\t", " ").isprintable():

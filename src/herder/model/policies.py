@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from herder.model.durations import MAX_SECONDS, format_duration, parse_duration
@@ -38,6 +39,22 @@ MAX_ACTIVE = 10_000
 MAX_RETRIES = 100
 DEFAULT_MAX_BACKOFF = 600.0
 RETRIED = frozenset({RunStatus.TIMEOUT, RunStatus.APP_ERROR, RunStatus.PROC_ERROR})
+
+
+# A slot's run may be created this long before the slot, so that a thousand jobs due in the same
+# second are all planned in time. Only under ``allow``: the other policies decide by the runs
+# active at the slot itself, which are not known earlier.
+PLAN_AHEAD = timedelta(seconds=2)
+
+
+def lookahead(concurrency: str) -> timedelta:
+    """How long before a slot a job with this concurrency policy has its slot planned."""
+    return PLAN_AHEAD if concurrency == "allow" else timedelta(0)
+
+
+def plan_at(concurrency: str, slot: datetime | None) -> datetime | None:
+    """When the scheduler plans ``slot`` of a job with this concurrency policy."""
+    return None if slot is None else slot - lookahead(concurrency)
 
 
 def check_concurrency(value: object) -> Concurrency:

@@ -381,13 +381,17 @@ def plan_due(
     last_slot: datetime | None,
     now: datetime,
     *,
+    horizon: datetime | None = None,
     limit: int = 1000,
     max_listed: int = 10,
 ) -> Plan:
-    """Decide which slots in ``(last_slot, now]`` run and which are skipped (module docstring)."""
+    """Decide which slots in ``(last_slot, horizon]`` run and which are skipped (module
+    docstring). ``horizon`` (default ``now``) may lie ahead, to plan slots before they come;
+    how late a slot is is always measured from ``now``."""
     _aware(now, "now")
     if limit < 1 or max_listed < 0:
         raise ValueError("limit must be at least 1 and max_listed at least 0")
+    until = now if horizon is None else max(now, horizon)
     if last_slot is None:
         return Plan(next_slot=next_fire(schedule, now), cursor=now)
     # Usually a slot or two are due: walk forward from last_slot, which also finds next_slot.
@@ -395,11 +399,11 @@ def plan_due(
     # uses, not how long herder was away.
     ahead: list[datetime] = []
     following = next_fire(schedule, last_slot)
-    while following is not None and following <= now and len(ahead) < _FORWARD:
+    while following is not None and following <= until and len(ahead) < _FORWARD:
         ahead.append(following)
         following = next_fire(schedule, following)
-    complete = following is None or following > now
-    due = reversed(ahead) if complete else _walk_back(schedule, last_slot, now)
+    complete = following is None or following > until
+    due = reversed(ahead) if complete else _walk_back(schedule, last_slot, until)
     grace = timedelta(seconds=misfire.grace)
     run: list[datetime] = []
     skipped: list[Skip] = []
@@ -426,7 +430,7 @@ def plan_due(
         skipped=tuple(reversed(skipped)),
         unlisted_through=None if unlisted is None else unlisted.slot,
         unlisted_reason=None if unlisted is None else unlisted.reason,
-        next_slot=following if complete else next_fire(schedule, max(now, cursor)),
+        next_slot=following if complete else next_fire(schedule, max(until, cursor)),
         cursor=cursor,
     )
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
+from herder.model.policies import plan_at
 from herder.model.runs import ACTIVE
 from herder.model.schedules import next_fire
 from herder.store.tables import jobs, runs
@@ -41,7 +42,7 @@ def _scheduling(old: Job | None, spec: JobSpec, now: datetime) -> dict[str, Any]
     """
     state = dict(old.schedule_state) if old is not None else {}
     if spec.schedule is None:
-        return {"next_run_at": None, "schedule_state": state or None}
+        return {"next_run_at": None, "plan_at": None, "schedule_state": state or None}
     if old is None or old.spec.schedule != spec.schedule or "cursor" not in state:
         at = spec.schedule.at
         if at is not None and at <= now and spec.enabled:
@@ -58,7 +59,11 @@ def _scheduling(old: Job | None, spec: JobSpec, now: datetime) -> dict[str, Any]
         state["resumed_at"] = iso(now)
     cursor = datetime.fromisoformat(state["cursor"])
     upcoming = next_fire(spec.schedule, cursor) if spec.enabled else None
-    return {"next_run_at": upcoming, "schedule_state": state}
+    return {
+        "next_run_at": upcoming,
+        "plan_at": plan_at(spec.concurrency, upcoming),
+        "schedule_state": state,
+    }
 
 
 def _values(spec: JobSpec, now: datetime) -> dict[str, Any]:
@@ -199,13 +204,13 @@ def set_enabled(conn: Connection, ref: str, enabled: bool, now: datetime) -> Job
     return update(conn, job.id, JobSpec.from_dict(job.spec.to_dict() | {"enabled": enabled}), now)
 
 
-# The scheduler's questions. Both are ranges of the next_run_at index: their cost follows the
-# jobs that are due, not the jobs that exist.
-_NEXT_SLOT = sa.select(sa.func.min(jobs.c.next_run_at))
+# The scheduler's questions. Both are ranges of the plan_at index: their cost follows the jobs
+# that are due, not the jobs that exist.
+_NEXT_PLAN = sa.select(sa.func.min(jobs.c.plan_at))
 _DUE = (
     sa.select(jobs)
-    .where(jobs.c.next_run_at <= sa.bindparam("now"))
-    .order_by(jobs.c.next_run_at)
+    .where(jobs.c.plan_at <= sa.bindparam("now"))
+    .order_by(jobs.c.plan_at)
     .limit(sa.bindparam("limit"))
 )
 _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
@@ -213,30 +218,48 @@ _SET_SCHEDULE = (
     jobs.update()
     .where(jobs.c.id == sa.bindparam("job_id"))
     .values(
-        next_run_at=sa.bindparam("next_run_at"), schedule_state=sa.bindparam("schedule_state")
+        next_run_at=sa.bindparam("next_run_at"),
+        plan_at=sa.bindparam("plan_at"),
+        schedule_state=sa.bindparam("schedule_state"),
     )
 )
 
 
-def next_slot(conn: Connection) -> datetime | None:
-    """The earliest slot any enabled job waits for."""
-    moment: datetime | None = conn.execute(_NEXT_SLOT).scalar()
+def switch_off(conn: Connection, job: Job, now: datetime) -> None:
+    """Disable a job whose schedule has no more slots (a one-shot that fired); the scheduler
+    keeps its own state."""
+    spec = job.spec.to_dict() | {"enabled": False}
+    conn.execute(
+        jobs.update().where(jobs.c.id == job.id).values(enabled=False, spec=spec, updated_at=now)
+    )
+
+
+def next_plan(conn: Connection) -> datetime | None:
+    """When the scheduler has a slot to plan next."""
+    moment: datetime | None = conn.execute(_NEXT_PLAN).scalar()
     return moment
 
 
 def due(conn: Connection, now: datetime, limit: int) -> list[Job]:
-    """Jobs whose next slot has come, earliest first. On PostgreSQL the rows stay locked until
-    the transaction ends and other servers skip them: each slot is planned by one server."""
+    """Jobs whose next slot is to be planned by ``now``, earliest first. On PostgreSQL the
+    rows stay locked until the transaction ends and other servers skip them: each slot is
+    planned by one server."""
     query = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
     return [_row_to_job(row) for row in conn.execute(query, {"now": now, "limit": limit})]
 
 
 def set_schedule(
-    conn: Connection, job_id: int, next_run_at: datetime | None, state: dict[str, Any]
+    conn: Connection, job: Job, next_run_at: datetime | None, state: dict[str, Any]
 ) -> None:
     """Record what the scheduler did: the next slot and its state."""
     conn.execute(
-        _SET_SCHEDULE, {"job_id": job_id, "next_run_at": next_run_at, "schedule_state": state}
+        _SET_SCHEDULE,
+        {
+            "job_id": job.id,
+            "next_run_at": next_run_at,
+            "plan_at": plan_at(job.spec.concurrency, next_run_at),
+            "schedule_state": state,
+        },
     )
 
 

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
 
 from herder.model.errors import Conflict, InvalidTransition, NotFound
 from herder.model.jobs import Job
@@ -36,7 +36,15 @@ _LAUNCHED = [s.value for s in LAUNCHED]
 # takes to run it. Values travel as parameters; an UPDATE without .values() sets the columns
 # named in its parameters.
 _SOURCE_VALUES = {target: sorted(s.value for s in SOURCES[target]) for target in RunStatus}
-_INSERT = runs.insert().returning(*runs.c)
+_SLOT_KEY = ["job_id", "scheduled_for", "attempt"]
+_INSERT = {
+    "postgresql": postgresql.insert(runs)
+    .on_conflict_do_nothing(index_elements=_SLOT_KEY)
+    .returning(*runs.c),
+    "sqlite": sqlite.insert(runs).on_conflict_do_nothing(index_elements=_SLOT_KEY).returning(
+        *runs.c
+    ),
+}
 _COUNT_RUN = (
     jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(run_count=jobs.c.run_count + 1)
 )
@@ -49,6 +57,7 @@ _GUARDED = (
     .returning(*runs.c)
 )
 _GUARDED_OWNED = _GUARDED.where(runs.c.owner == sa.bindparam("_owner"))
+_GUARDED_FENCED = _GUARDED_OWNED.where(runs.c.owner_epoch == sa.bindparam("_epoch"))
 _STOP_REASON = sa.select(runs.c.stop_reason, runs.c.cancel_force).where(
     runs.c.id == sa.bindparam("run_id")
 )
@@ -107,43 +116,37 @@ def create(
     """A new run of ``job`` with the job's spec frozen into it (editing a job never rewrites
     history). A run created SKIPPED says why in ``error``."""
     spec = job.spec
-    # A slot's run is unique: a duplicate is refused by the store. In a savepoint, so that the
-    # refusal leaves the caller's transaction usable (PostgreSQL would abort all of it).
-    slot = conn.begin_nested() if scheduled_for is not None else None
-    try:
-        row = conn.execute(
-            _INSERT,
-            {
-                "job_id": job.id,
-                "namespace": spec.namespace,
-                "job_name": spec.name,
-                "status": status.value,
-                "trigger": trigger.value,
-                "attempt": attempt,
-                "parent_id": parent_id,
-                "submitter": submitter,
-                "params": params,
-                "env": env,
-                "spec": spec.to_dict(),
-                "backend": spec.backend,
-                "labels": spec.labels,
-                "created_at": now,
-                "scheduled_for": scheduled_for,
-                "cancel_force": False,
-                "not_before": not_before,
-                "error": error,
-                "finished_at": now if status.terminal else None,
-            },
-        ).one()
-        if slot is not None:
-            slot.commit()
-    except IntegrityError as exc:
-        if slot is not None:
-            slot.rollback()
+    # A slot's run is unique: the store answers a duplicate with no row (ON CONFLICT DO
+    # NOTHING) rather than an error, which would abort the caller's whole transaction.
+    row = conn.execute(
+        _INSERT[conn.dialect.name],
+        {
+            "job_id": job.id,
+            "namespace": spec.namespace,
+            "job_name": spec.name,
+            "status": status.value,
+            "trigger": trigger.value,
+            "attempt": attempt,
+            "parent_id": parent_id,
+            "submitter": submitter,
+            "params": params,
+            "env": env,
+            "spec": spec.to_dict(),
+            "backend": spec.backend,
+            "labels": spec.labels,
+            "created_at": now,
+            "scheduled_for": scheduled_for,
+            "cancel_force": False,
+            "not_before": not_before,
+            "error": error,
+            "finished_at": now if status.terminal else None,
+        },
+    ).first()
+    if row is None:
         raise Conflict(
             f"job {job.ref} already has a run for slot {scheduled_for} attempt {attempt}",
             details={"scheduled_for": str(scheduled_for), "attempt": attempt},
-        ) from exc
+        )
     conn.execute(_COUNT_RUN, {"job_id": job.id})
     return row_to_run(row)
 
@@ -201,14 +204,17 @@ def set_status(
     Raises ``InvalidTransition`` (naming the actual status), ``NotFound`` or ``Conflict``; never
     overwrites silently.
     """
-    guard = [runs.c.id == run_id, runs.c.status.in_([s.value for s in SOURCES[target]])]
+    params = {"_id": run_id, "_from": _SOURCE_VALUES[target], "status": target.value, **fields}
+    statement = _GUARDED
     if owner is not None:
-        guard.append(runs.c.owner == owner)
-    if epoch is not None:
-        guard.append(runs.c.owner_epoch == epoch)
-    count = conn.execute(runs.update().where(*guard).values(status=target.value, **fields)).rowcount
-    if count == 1:
-        return get(conn, run_id)
+        statement, params["_owner"] = _GUARDED_OWNED, owner
+        if epoch is not None:
+            statement, params["_epoch"] = _GUARDED_FENCED, epoch
+    elif epoch is not None:
+        raise ValueError("an epoch guards a write only together with its owner")
+    row = conn.execute(statement, params).first()
+    if row is not None:
+        return row_to_run(row)
     current = get(conn, run_id)  # NotFound if it does not exist
     transition(current.status, target)  # raises InvalidTransition if that was the reason
     raise Conflict(

@@ -59,13 +59,15 @@ jobs = sa.Table(
     sa.Column("run_count", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    # The next slot of an enabled job's schedule; NULL otherwise. The scheduler asks only for
-    # the jobs whose slot has come (an index range), so idle jobs cost nothing.
+    # The next slot of an enabled job's schedule; NULL otherwise.
     sa.Column("next_run_at", UTCDateTime, nullable=True),
+    # When the scheduler plans that slot (``model.policies.plan_at``). It asks only for the jobs
+    # whose moment has come (an index range), so idle jobs cost nothing.
+    sa.Column("plan_at", UTCDateTime, nullable=True),
     # What the scheduler remembers between slots (engine.scheduler.State as JSON).
     sa.Column("schedule_state", JSON, nullable=True),
     sa.UniqueConstraint("namespace", "name"),
-    sa.Index(None, "next_run_at"),
+    sa.Index(None, "plan_at"),
 )
 
 runs = sa.Table(

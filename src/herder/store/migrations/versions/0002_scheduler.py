@@ -23,8 +23,9 @@ Time = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as jobs:
         jobs.add_column(sa.Column("next_run_at", Time, nullable=True))
+        jobs.add_column(sa.Column("plan_at", Time, nullable=True))
         jobs.add_column(sa.Column("schedule_state", JSON, nullable=True))
-        jobs.create_index("ix_jobs_next_run_at", ["next_run_at"])
+        jobs.create_index("ix_jobs_plan_at", ["plan_at"])
     with op.batch_alter_table("runs") as runs:
         runs.add_column(sa.Column("owner_epoch", sa.Integer, nullable=True))
         runs.add_column(sa.Column("not_before", Time, nullable=True))
@@ -51,6 +52,7 @@ def downgrade() -> None:
         runs.drop_column("not_before")
         runs.drop_column("owner_epoch")
     with op.batch_alter_table("jobs") as jobs:
-        jobs.drop_index("ix_jobs_next_run_at")
+        jobs.drop_index("ix_jobs_plan_at")
+        jobs.drop_column("plan_at")
         jobs.drop_column("schedule_state")
         jobs.drop_column("next_run_at")
