@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     default_timeout: float | None = Field(
         None, description="timeout for jobs that set none (e.g. '300s'); default: no limit"
     )
-    dispatch_batch: int = Field(64, ge=1, le=1000, description="runs claimed per dispatch round")
+    dispatch_batch: int = Field(256, ge=1, le=1000, description="runs claimed per dispatch round")
     max_body: int = Field(
         1024 * 1024, ge=1024, description="largest request body accepted, in bytes"
     )

@@ -396,3 +396,22 @@ def test_allow_jobs_are_planned_ahead_and_others_at_their_slot(db: Database) -> 
     # forbid decides by the runs active at the slot itself, so it is planned then.
     assert tick(db, NOW + 9 * S).created == []
     assert [r.job_id for r in tick(db, NOW + 10 * S).created] == [solo.id]
+
+
+def test_a_queue_moves_on_after_the_policy_changed_under_it(db: Database) -> None:
+    job = make_job(db)  # allow
+    first = submit(db, job).created[0]
+    start(db, first.id)
+    queued = JobSpec.from_dict(job.spec.to_dict() | {"concurrency": "queue"})
+    db.write_sync(job_store.update, job.id, queued, NOW)
+    waiting = submit(db, job).created[0]
+    assert waiting.status is RunStatus.WAITING
+    _, freed = end(db, first.id, 0)  # the run that ended was started under allow
+    assert [r.id for r in freed.created] == [waiting.id]
+    # Back to allow: every waiting run goes at once.
+    more = [submit(db, job).created[0] for _ in range(2)]
+    db.write_sync(job_store.update, job.id, JobSpec.from_dict(queued.to_dict() | {
+        "concurrency": "allow"}), NOW)
+    start(db, waiting.id)
+    _, freed = end(db, waiting.id, 0)
+    assert sorted(r.id for r in freed.created) == sorted(r.id for r in more)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from herder.model.errors import Conflict, NotFound
 from herder.model.jobs import Job
+from herder.model.policies import MAX_ACTIVE, RETRIED
 from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
@@ -98,10 +99,20 @@ def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
 
 
 def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
-    """Follow-ups of a run that has just ended: its retry, and the queue of its job."""
+    """Follow-ups of a run that has just ended: its retry, and the queue of its job.
+
+    Whether a retry is wanted is read from the spec the run was started with, and whether runs
+    wait from one indexed query, so most ends never load the job; what a retry or a freed slot
+    creates follows the job as it is now."""
     done = Admitted()
+    frozen = run.spec
+    retried = bool(frozen.get("retries")) and run.status in RETRIED
     if run.job_id is None:
-        return done  # the job was deleted: nothing to retry, no queue to move
+        return done  # the job was deleted: no retry, no queue to move
+    # Runs may wait even if this one was not queued: the job's policy may have changed since.
+    queued = frozen.get("concurrency") == "queue" or run_store.has_waiting(conn, run.job_id)
+    if not (retried or queued):
+        return done
     try:
         job = job_store.get(conn, str(run.job_id))
     except NotFound:
@@ -117,15 +128,19 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
                 not_before=now + timedelta(seconds=delay),
             )
         )
-    if job.spec.concurrency == "queue":
+    if queued:
         done.add(release(conn, job))
     return done
 
 
 def release(conn: Connection, job: Job) -> Admitted:
-    """Move the job's oldest WAITING runs to READY while it has free slots."""
+    """Move the job's oldest WAITING runs to READY while it has free slots (all of them when
+    the job no longer queues)."""
     job_store.lock(conn, job.id)
-    free = job.spec.max_active - len(run_store.occupying(conn, job.id))
+    if job.spec.concurrency == "queue":
+        free = job.spec.max_active - len(run_store.occupying(conn, job.id))
+    else:
+        free = MAX_ACTIVE
     done = Admitted()
     for run_id in run_store.waiting(conn, job.id, max(free, 0)):
         done.created.append(run_store.set_status(conn, run_id, RunStatus.READY))

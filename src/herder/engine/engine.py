@@ -68,7 +68,7 @@ class Engine:
         owner: str,
         kill_grace: float = 10.0,
         default_timeout: float | None = None,
-        dispatch_batch: int = 64,
+        dispatch_batch: int = 256,
         backend_settings: dict[str, Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
         lease_ttl: float = 15.0,

@@ -248,19 +248,28 @@ def due(conn: Connection, now: datetime, limit: int) -> list[Job]:
     return [_row_to_job(row) for row in conn.execute(query, {"now": now, "limit": limit})]
 
 
+def schedule_update(
+    job: Job, next_run_at: datetime | None, state: dict[str, Any]
+) -> dict[str, Any]:
+    """What the scheduler did to a job, for ``set_schedules``: its next slot and state."""
+    return {
+        "job_id": job.id,
+        "next_run_at": next_run_at,
+        "plan_at": plan_at(job.spec.concurrency, next_run_at),
+        "schedule_state": state,
+    }
+
+
+def set_schedules(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """Record ``schedule_update``s, in one statement."""
+    if updates:
+        conn.execute(_SET_SCHEDULE, updates)
+
+
 def set_schedule(
     conn: Connection, job: Job, next_run_at: datetime | None, state: dict[str, Any]
 ) -> None:
-    """Record what the scheduler did: the next slot and its state."""
-    conn.execute(
-        _SET_SCHEDULE,
-        {
-            "job_id": job.id,
-            "next_run_at": next_run_at,
-            "plan_at": plan_at(job.spec.concurrency, next_run_at),
-            "schedule_state": state,
-        },
-    )
+    set_schedules(conn, [schedule_update(job, next_run_at, state)])
 
 
 def lock(conn: Connection, job_id: int) -> None:

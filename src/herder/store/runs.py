@@ -6,7 +6,9 @@ count is checked: two writers racing on one run cannot both win, and a terminal 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +48,9 @@ _INSERT = {
     ),
 }
 _COUNT_RUN = (
-    jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(run_count=jobs.c.run_count + 1)
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("job_id"))
+    .values(run_count=jobs.c.run_count + sa.bindparam("n"))
 )
 _BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
 _GUARDED = (
@@ -97,58 +101,77 @@ def row_to_run(row: Row[Any]) -> Run:
     )
 
 
-def create(
-    conn: Connection,
-    *,
-    job: Job,
-    params: dict[str, Any],
-    env: dict[str, str],
-    trigger: Trigger,
-    now: datetime,
-    submitter: str | None = None,
-    scheduled_for: datetime | None = None,
-    attempt: int = 1,
-    parent_id: int | None = None,
-    status: RunStatus = RunStatus.READY,
-    not_before: datetime | None = None,
-    error: str | None = None,
-) -> Run:
-    """A new run of ``job`` with the job's spec frozen into it (editing a job never rewrites
-    history). A run created SKIPPED says why in ``error``."""
-    spec = job.spec
-    # A slot's run is unique: the store answers a duplicate with no row (ON CONFLICT DO
-    # NOTHING) rather than an error, which would abort the caller's whole transaction.
-    row = conn.execute(
-        _INSERT[conn.dialect.name],
-        {
-            "job_id": job.id,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRun:
+    """A run to create: of ``job``, with the job's spec frozen into it (editing a job never
+    rewrites history). A run created SKIPPED says why in ``error``."""
+
+    job: Job
+    params: dict[str, Any]
+    env: dict[str, str]
+    trigger: Trigger
+    now: datetime
+    submitter: str | None = None
+    scheduled_for: datetime | None = None
+    attempt: int = 1
+    parent_id: int | None = None
+    status: RunStatus = RunStatus.READY
+    not_before: datetime | None = None
+    error: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        spec = self.job.spec
+        return {
+            "job_id": self.job.id,
             "namespace": spec.namespace,
             "job_name": spec.name,
-            "status": status.value,
-            "trigger": trigger.value,
-            "attempt": attempt,
-            "parent_id": parent_id,
-            "submitter": submitter,
-            "params": params,
-            "env": env,
+            "status": self.status.value,
+            "trigger": self.trigger.value,
+            "attempt": self.attempt,
+            "parent_id": self.parent_id,
+            "submitter": self.submitter,
+            "params": self.params,
+            "env": self.env,
             "spec": spec.to_dict(),
             "backend": spec.backend,
             "labels": spec.labels,
-            "created_at": now,
-            "scheduled_for": scheduled_for,
+            "created_at": self.now,
+            "scheduled_for": self.scheduled_for,
             "cancel_force": False,
-            "not_before": not_before,
-            "error": error,
-            "finished_at": now if status.terminal else None,
-        },
-    ).first()
-    if row is None:
+            "not_before": self.not_before,
+            "error": self.error,
+            "finished_at": self.now if self.status.terminal else None,
+        }
+
+
+def create(conn: Connection, **fields: Any) -> Run:
+    """Create one run (the fields of ``NewRun``); ``Conflict`` if its slot already has one."""
+    new = NewRun(**fields)
+    created = create_many(conn, [new])
+    if not created:
         raise Conflict(
-            f"job {job.ref} already has a run for slot {scheduled_for} attempt {attempt}",
-            details={"scheduled_for": str(scheduled_for), "attempt": attempt},
+            f"job {new.job.ref} already has a run for slot {new.scheduled_for} attempt "
+            f"{new.attempt}",
+            details={"scheduled_for": str(new.scheduled_for), "attempt": new.attempt},
         )
-    conn.execute(_COUNT_RUN, {"job_id": job.id})
-    return row_to_run(row)
+    return created[0]
+
+
+def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
+    """Create runs in one statement; a run whose slot already has one is left out (the store
+    answers ON CONFLICT DO NOTHING rather than an error, which would abort the caller's whole
+    transaction). Answers the runs created."""
+    if not news:
+        return []
+    statement = _INSERT[conn.dialect.name]
+    if len(news) == 1:
+        rows = conn.execute(statement, news[0].values()).all()
+    else:  # SQLAlchemy sends these as multi-row INSERT ... RETURNING statements
+        rows = conn.execute(statement, [new.values() for new in news]).all()
+    created = [row_to_run(row) for row in rows]
+    counts = Counter(run.job_id for run in created)
+    conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
+    return created
 
 
 def get(conn: Connection, run_id: int) -> Run:
