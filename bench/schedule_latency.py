@@ -31,128 +31,20 @@ import math
 import os
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from harness import start_server, stop_server, stop_supervisors, throwaway_database
+
 BASH = shutil.which("bash")
 ACTIVE = "READY,WAITING,JOB_DEPLOYED,PENDING,RUNNING,IN_DOUBT"
 TERMINAL = {"SUCCESS", "APP_ERROR", "PROC_ERROR", "TIMEOUT", "ABORTED", "SKIPPED"}
-
-
-# Server life -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, database_url: str | None, log: Path) -> tuple[
-    subprocess.Popen[bytes], str
-]:
-    """``python -m herder server`` on a free port; answers once ``/healthz`` says 200."""
-    port = free_port()
-    env = dict(os.environ)
-    env.pop("HERDER_DATABASE_URL", None)
-    env.update({
-        "HERDER_DATA_DIR": str(data_dir), "HERDER_PORT": str(port),
-        "HERDER_LOG_LEVEL": "warning",
-        "HERDER_SUPERVISOR_IDLE": "600",  # stays warm between the phases; killed at the end
-    })
-    if database_url:
-        env["HERDER_DATABASE_URL"] = database_url
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "herder", "server"], env=env, stdout=out,
-            stderr=subprocess.STDOUT, cwd=data_dir.parent,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        if time.monotonic() > deadline:
-            stop_server(process)
-            raise RuntimeError(f"no /healthz answer from {url} within 60 s (log: {log})")
-        time.sleep(0.05)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def supervisors_of(data_dir: Path) -> list[int]:
-    """Pids of ``herder.supervisor`` processes whose arguments name ``data_dir``."""
-    folder = str(data_dir.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        text = [a.decode(errors="replace") for a in args]
-        if "herder.supervisor" in text and any(folder in a for a in text):
-            found.append(int(entry.name))
-    return found
-
-
-def stop_supervisors(data_dir: Path) -> None:
-    """SIGTERM the data folder's supervisor by pid (SIGKILL if it lingers)."""
-    for pid in supervisors_of(data_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def throwaway_database(url: str | None) -> Iterator[str | None]:
-    """A new, empty PostgreSQL database beside ``url`` (dropped at the end); None for SQLite."""
-    if not url:
-        yield None
-        return
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    from herder.store.database import make_engine
-
-    name = f"herder_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # Figures -----------------------------------------------------------------------------------
@@ -390,7 +282,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="hb-sched-", dir="/tmp"))
     data_dir = folder / "data"
     with throwaway_database(args.database_url) as db_url:
-        process, url = start_server(data_dir, db_url, folder / "server.log")
+        process, url = start_server(
+            data_dir, db_url, folder / "server.log", make_data_dir=True,
+            # stays warm between the phases; killed at the end
+            extra_env={"HERDER_SUPERVISOR_IDLE": "600"},
+        )
         try:
             with httpx.Client(base_url=url, timeout=60) as client:
                 bare = bare_bash_start() if BASH else []
