@@ -304,6 +304,14 @@ class Engine:
                 if wait > 0:
                     await backend.prepare(context)
                     await asyncio.sleep((run.not_before - self.clock()).total_seconds())
+            # Without a live lease another server may take this run over and start it (it
+            # finds it never started): wait for the lease to come back, or leave it if fenced.
+            while not self.dispatching:
+                if self._fenced:
+                    log.warning("run %s left to the server that took over", run.id,
+                                extra={"run_id": run.id, "action": "lease_lost"})
+                    return
+                await asyncio.sleep(0.1)
             handle = await backend.start(context)
         except (BackendError, InvalidSpec, OSError) as exc:
             message = exc.message if isinstance(exc, HerderError) else str(exc)
