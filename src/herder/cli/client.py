@@ -130,10 +130,25 @@ class Client:
         json: Any = None,
     ) -> Any:
         """Send one request; answer the decoded JSON body (``None`` for an empty one)."""
+        return self._decoded(self.send(method, path, params=params, json=json))
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Send one request; answer the response, an ``ApiError`` for an error status."""
         with self._translated():
             response = self._http.request(method, path, params=_clean(params), json=json)
         if response.is_error:
             raise self._api_error(response)
+        return response
+
+    def _decoded(self, response: httpx.Response) -> Any:
+        method, path = response.request.method, response.request.url.path
         if not response.content:
             return None
         try:
@@ -224,6 +239,20 @@ class Client:
 
     def get_job(self, ref: str) -> dict[str, Any]:
         return _object(self.get(job_path(ref)))
+
+    def find_job(self, ref: str) -> dict[str, Any] | None:
+        """The job, or ``None`` when the server has none by that reference."""
+        try:
+            return self.get_job(ref)
+        except ApiError as exc:
+            if exc.status == 404 and exc.code == "not_found":
+                return None
+            raise
+
+    def put_job(self, ref: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``PUT /jobs/{ref}``: create or replace; answers the job and whether it was created."""
+        response = self.send("PUT", job_path(ref), json=dict(body))
+        return _object(self._decoded(response)), response.status_code == 201
 
     def delete_job(self, ref: str) -> None:
         self.request("DELETE", job_path(ref))

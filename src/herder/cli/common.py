@@ -16,11 +16,13 @@ EXIT_CODES = """\
 Exit codes:
   0    success; for `run --wait/--follow`: the run succeeded
   1    the API refused, the server is unreachable, or the run failed
-  2    a bad command line (an unknown option, a --param without '=')
+  2    a bad command line (an unknown option, a --param without '='), or bad
+       manifests (then `apply` applies nothing)
   N    `run --wait/--follow`, `logs -f`: the run's own exit code (APP_ERROR)
   124  the run timed out (like coreutils `timeout`)
   125  the run could not be started (PROC_ERROR)
   130  the run was aborted (cancelled), or you pressed Ctrl-C
+`diff` exits like diff(1): 0 nothing would change, 1 something would, 2 trouble
 """
 
 # Exit codes of runs that have no exit code of their own.

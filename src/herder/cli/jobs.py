@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from herder.cli import render, schedules
 from herder.cli.client import ApiError, Client, CliError, job_path
 from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.manifests import from_manifest as from_manifest  # kept importable from here
+from herder.cli.manifests import read_job_file
 from herder.cli.render import Output
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
@@ -32,7 +31,6 @@ JobArg = Annotated[
 LabelOpt = Annotated[
     list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="a label (repeatable)")
 ]
-_METADATA_KEYS = ("name", "namespace", "labels", "annotations")
 _SCHEDULE = "Schedule"
 _POLICY = "Runs: concurrency and retries"
 
@@ -271,39 +269,6 @@ def _timeout(value: str | None) -> float | None:
         return parse_duration(value, field="--timeout")
     except InvalidSpec as exc:
         raise typer.BadParameter(exc.message, param_hint="--timeout") from None
-
-
-def read_job_file(path: Path) -> dict[str, Any]:
-    """A job's JSON form from JSON or YAML; a ``kind: Job`` manifest is flattened to it."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}", exit_code=2) from exc
-    try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CliError(f"{path} is neither JSON nor YAML: {exc}", exit_code=2) from exc
-    if not isinstance(data, dict):
-        raise CliError(
-            f"{path}: expected a job (a mapping), got {type(data).__name__}", exit_code=2
-        )
-    if "spec" in data or "kind" in data:
-        return from_manifest(data, where=str(path))
-    return data
-
-
-def from_manifest(data: dict[str, Any], *, where: str) -> dict[str, Any]:
-    """``{apiVersion, kind, metadata, spec}`` → spec merged with name, namespace, labels…"""
-    kind = data.get("kind", "Job")
-    if kind != "Job":
-        raise CliError(f"{where}: kind {kind!r} is not a Job; use `herder apply -f`", exit_code=2)
-    metadata = data.get("metadata") or {}
-    spec = data.get("spec") or {}
-    if not isinstance(metadata, dict) or not isinstance(spec, dict):
-        raise CliError(f"{where}: metadata and spec must be mappings", exit_code=2)
-    body = dict(spec)
-    body.update({k: metadata[k] for k in _METADATA_KEYS if k in metadata})
-    return body
 
 
 @app.command("list")

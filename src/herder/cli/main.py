@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from herder import __version__
-from herder.cli import jobs, render, runs
+from herder.cli import apply, jobs, render, runs
 from herder.cli.client import DEFAULT_URL, CliError
 from herder.cli.common import EXIT_CODES, State
 from herder.cli.render import Output
@@ -54,6 +54,7 @@ app = typer.Typer(
 )
 app.add_typer(jobs.app, name="job")
 runs.register(app)
+apply.register(app)
 
 
 def _print_version(value: bool) -> None:
