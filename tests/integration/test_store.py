@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from herder.model import outputs
 from herder.model.errors import Conflict, InvalidTransition, NameTaken, NotFound
 from herder.model.jobs import JobSpec
 from herder.model.runs import TERMINAL, RunStatus, StopReason, Trigger
@@ -159,3 +161,31 @@ def test_deleting_a_job_keeps_its_runs(db: Database) -> None:
     db.write_sync(job_store.delete, str(job_id))
     run = db.read_sync(run_store.get, run_id)
     assert run.job_id is None and run.job_ref == "default/backup"
+
+
+def test_a_run_keeps_its_outputs_with_its_end(db: Database) -> None:
+    published = outputs.load(json.dumps({
+        "rows": 2**63 - 1, "city": "Zürich 東京 🚀", "text": "a\\u0000b\t\u0001\"'",
+        "files": ["a", {"nested": [None, True, -0.5]}],
+    }).encode())
+    assert published.error is None
+    run_id = _run(db, _job(db))
+    assert db.read_sync(run_store.get, run_id).outputs == {}
+    db.write_sync(run_store.claim_ready, "s", 10)
+    db.write_sync(run_store.set_status, run_id, RunStatus.RUNNING)
+    end = db.write_sync(run_store.finish, run_id, owner="s", exit_code=3, signal=None, now=NOW,
+                        outputs=published)
+    assert end.status is RunStatus.APP_ERROR
+    assert db.read_sync(run_store.get, run_id).outputs == published.values
+    assert end.outputs == published.values and end.outputs_error is None
+
+
+def test_a_run_records_why_its_outputs_were_not_kept(db: Database) -> None:
+    run_id = _run(db, _job(db))
+    db.write_sync(run_store.claim_ready, "s", 10)
+    db.write_sync(run_store.set_status, run_id, RunStatus.RUNNING)
+    refused = outputs.load(b"rows=\xff")
+    db.write_sync(run_store.finish, run_id, owner="s", exit_code=0, signal=None, now=NOW,
+                  outputs=refused)
+    run = db.read_sync(run_store.get, run_id)
+    assert run.outputs == {} and run.outputs_error == refused.error

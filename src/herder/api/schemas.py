@@ -291,7 +291,12 @@ class RunOut(BaseModel):
     parent_id: int | None
     submitter: str | None
     params: dict[str, Scalar]
-    outputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="what the run published through $HERDER_OUTPUT"
+    )
+    outputs_error: str | None = Field(
+        None, description="why its output file was not kept (outputs is then empty)"
+    )
     backend: str
     node: str | None
     labels: dict[str, str]
@@ -305,7 +310,8 @@ class RunOut(BaseModel):
             error=run.error, trigger=run.trigger.value, scheduled_for=run.scheduled_for,
             created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
             attempt=run.attempt, parent_id=run.parent_id, submitter=run.submitter,
-            params=run.params, backend=run.backend, node=run.node, labels=run.labels,
+            params=run.params, outputs=run.outputs, outputs_error=run.outputs_error,
+            backend=run.backend, node=run.node, labels=run.labels,
             cancel_requested_at=run.cancel_requested_at,
         )
 

@@ -6,6 +6,7 @@ import enum
 import sys
 import time
 from contextlib import nullcontext
+from datetime import UTC, datetime, timedelta
 from typing import IO, Annotated, Any
 
 import typer
@@ -25,6 +26,8 @@ from herder.cli.common import (
     pairs,
 )
 from herder.cli.render import Output
+from herder.model.durations import parse_duration
+from herder.model.errors import InvalidSpec
 from herder.model.runs import RunStatus
 
 FIRST_POLL = 0.05
@@ -189,6 +192,25 @@ def logs(
         raise typer.Exit(exit_code_for(run))
 
 
+def _moment(value: str | None, option: str) -> str | None:
+    """``1d``/``2h30m`` (that long ago) or a date and time (local time when it has no offset),
+    as the ISO 8601 UTC the API takes."""
+    if value is None:
+        return None
+    try:
+        return (datetime.now(UTC) - timedelta(seconds=parse_duration(value))).isoformat()
+    except InvalidSpec:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value[:40]!r} is neither a duration ('1d', '2h') nor a time ('2026-11-23 08:00')",
+            param_hint=option,
+        ) from None
+    return moment.astimezone(UTC).isoformat()
+
+
 def runs(
     ctx: typer.Context,
     job: Annotated[
@@ -205,6 +227,21 @@ def runs(
             "--trigger", "-t", help="schedule, manual, api, retry, workflow, event, chain"
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", metavar="K=V", help="a label of the run (repeatable)"),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="created since: '1d', '2h' ago, or a time"),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="WHEN", help="created before: as --since")
+    ] = None,
+    submitter: Annotated[str | None, typer.Option("--submitter", help="who asked for it")] = None,
+    text: Annotated[
+        str | None, typer.Option("--query", "-q", help="text in the job's name or description")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="runs per page")] = None,
     all_pages: Annotated[
         bool, typer.Option("--all", "-a", help="every page, not the first")
@@ -212,7 +249,7 @@ def runs(
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, filtered."""
     try:
         statuses = [RunStatus.parse(s).value for s in status or ()]
     except ValueError as exc:
@@ -222,6 +259,11 @@ def runs(
         "namespace": namespace,
         "status": statuses,
         "trigger": trigger,
+        "label": list(label or ()),
+        "since": _moment(since, "--since"),
+        "until": _moment(until, "--until"),
+        "submitter": submitter,
+        "q": text,
         "limit": limit,
     }
     fmt = output_of(ctx, output)

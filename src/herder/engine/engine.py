@@ -31,7 +31,7 @@ from typing import Any
 
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
-from herder.engine import admission, scheduler
+from herder.engine import admission, outputs, scheduler
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
 from herder.logs import LogStore
@@ -219,6 +219,14 @@ class Engine:
             return LogStore(Path(log_dir).parent.parent)
         return self.logs
 
+    def _data_dir_of(self, handle: Handle) -> Path:
+        """The data folder of the server that started a run (its working folder is there):
+        this one's, or the one the handle's log folder is in when the run was taken over."""
+        log_dir = handle.get("log_dir")
+        if isinstance(log_dir, str):
+            return Path(log_dir).parent.parent
+        return self.data_dir
+
     def jobs_changed(self) -> None:
         """A job was created or edited: its next slot may come sooner than the scheduler
         thought."""
@@ -342,8 +350,14 @@ class Engine:
                     )
                     self._add_deadline(run)
                 elif isinstance(event, Exited):
+                    # Read before the end's transaction, on a thread: the writer never waits on
+                    # a run's disk, and the end and the outputs are committed together.
+                    published = await asyncio.to_thread(
+                        outputs.read, self._data_dir_of(handle), run.id
+                    )
                     await self._end(
-                        run_store.finish, run.id, exit_code=event.exit_code, signal=event.signal
+                        run_store.finish, run.id, exit_code=event.exit_code, signal=event.signal,
+                        outputs=published,
                     )
                     return
         except RunLost as exc:

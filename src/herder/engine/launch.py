@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from herder.backends.base import RunContext
+from herder.engine import outputs
 from herder.logs import LogStore
 from herder.model.jobs import JobSpec, render_command
 from herder.model.runs import Run
@@ -41,6 +42,8 @@ def build_env(run: Run, spec: JobSpec, work_dir: Path) -> dict[str, str]:
             "HERDER_NAMESPACE": spec.namespace,
             "HERDER_SCHEDULED_FOR": run.scheduled_for.isoformat() if run.scheduled_for else "",
             "HERDER_WORK_DIR": str(work_dir),
+            # Not created ahead; ``>>`` creates it (see ``engine.outputs``).
+            "HERDER_OUTPUT": str(work_dir / outputs.FILE_NAME),
         }
     )
     return env
@@ -64,7 +67,7 @@ def build_context(run: Run, data_dir: Path, logs: LogStore) -> RunContext:
     PROC_ERROR with that message)."""
     spec = JobSpec.from_dict(run.spec)
     argv = render_command(spec, template_context(run, spec))
-    work_dir = data_dir / "work" / str(int(run.id))
+    work_dir = outputs.work_dir(data_dir, run.id)
     log_dir = logs.run_dir(run.id)
     return RunContext(
         run_id=run.id,

@@ -8,7 +8,7 @@ mapped in (ASCOB's WAITING_LOCKS and IN_DOUBT, rnr's ACTION_PENDING and SKIPPED)
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -187,6 +187,8 @@ class Run:
     owner: str | None
     owner_epoch: int | None = None
     not_before: datetime | None = None  # not dispatched before (retry backoff, jitter)
+    outputs: dict[str, Any] = field(default_factory=dict)  # published through $HERDER_OUTPUT
+    outputs_error: str | None = None  # why the output file was not kept
 
     @property
     def job_ref(self) -> str:

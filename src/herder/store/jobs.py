@@ -15,6 +15,7 @@ from herder.model.policies import plan_at
 from herder.model.runs import ACTIVE
 from herder.model.schedules import next_fire
 from herder.store.tables import jobs, runs
+from herder.store.text import contains
 
 
 def _row_to_job(row: Row[Any]) -> Job:
@@ -168,11 +169,7 @@ def search(
     if after_id is not None:
         query = query.where(jobs.c.id > after_id)
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            sa.or_(jobs.c.name.ilike(pattern, escape="\\"),
-                   jobs.c.description.ilike(pattern, escape="\\"))
-        )
+        query = query.where(sa.or_(contains(jobs.c.name, q), contains(jobs.c.description, q)))
     for key, value in (labels or {}).items():
         query = query.where(jobs.c.labels[key].as_string() == value)
     return [_row_to_job(row) for row in conn.execute(query)]

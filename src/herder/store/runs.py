@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Row
 
 from herder.model.errors import Conflict, InvalidTransition, NotFound
 from herder.model.jobs import Job
+from herder.model.outputs import Outputs
 from herder.model.runs import (
     ACTIVE,
     LAUNCHED,
@@ -30,6 +31,7 @@ from herder.model.runs import (
     transition,
 )
 from herder.store.tables import jobs, runs
+from herder.store.text import contains
 
 _NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
 _LAUNCHED = [s.value for s in LAUNCHED]
@@ -98,6 +100,8 @@ def row_to_run(row: Row[Any]) -> Run:
         owner=row.owner,
         owner_epoch=row.owner_epoch,
         not_before=row.not_before,
+        outputs=row.outputs or {},
+        outputs_error=row.outputs_error,
     )
 
 
@@ -186,18 +190,29 @@ def search(
     *,
     job_id: int | None = None,
     namespace: str | None = None,
+    job_name: str | None = None,
     statuses: Iterable[RunStatus] = (),
     trigger: Trigger | None = None,
     submitter: str | None = None,
+    labels: dict[str, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[Run]:
-    """Runs newest first; ``before_id`` is the cursor (the last id of the previous page)."""
+    """Runs newest first; ``before_id`` is the cursor (the last id of the previous page).
+
+    ``job_name`` (with ``namespace``) finds the runs of a job by name, also once it has been
+    deleted; ``since``/``until`` bound ``created_at``; ``q`` is text in the job's name or
+    description, case-insensitive."""
     query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
     if job_id is not None:
         query = query.where(runs.c.job_id == job_id)
     if namespace is not None:
         query = query.where(runs.c.namespace == namespace)
+    if job_name is not None:
+        query = query.where(runs.c.job_name == job_name)
     wanted = [s.value for s in statuses]
     if wanted:
         query = query.where(runs.c.status.in_(wanted))
@@ -205,6 +220,15 @@ def search(
         query = query.where(runs.c.trigger == trigger.value)
     if submitter is not None:
         query = query.where(runs.c.submitter == submitter)
+    for key, value in (labels or {}).items():
+        query = query.where(runs.c.labels[key].as_string() == value)
+    if since is not None:
+        query = query.where(runs.c.created_at >= since)
+    if until is not None:
+        query = query.where(runs.c.created_at < until)
+    if q:
+        description = runs.c.spec["description"].as_string()
+        query = query.where(sa.or_(contains(runs.c.job_name, q), contains(description, q)))
     if before_id is not None:
         query = query.where(runs.c.id < before_id)
     return [row_to_run(row) for row in conn.execute(query)]
@@ -356,9 +380,11 @@ def finish(
     signal: int | None,
     now: datetime,
     epoch: int | None = None,
+    outputs: Outputs | None = None,
 ) -> Run:
     """Record how a launched run's process ended; the status follows from it and from why herder
-    may have stopped it (``model.runs.outcome``), decided inside this one transaction."""
+    may have stopped it (``model.runs.outcome``), decided inside this one transaction. The
+    ``outputs`` it published (read from its file before this transaction) are kept with it."""
     row = conn.execute(_STOP_REASON, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"no run with id {run_id}")
@@ -371,9 +397,12 @@ def finish(
         error = "cancelled" + (" (forced)" if row.cancel_force else "")
     elif target is RunStatus.TIMEOUT:
         error = "stopped at its timeout"
+    published: dict[str, Any] = {}
+    if outputs is not None and (outputs.values or outputs.error):
+        published = {"outputs": outputs.values, "outputs_error": outputs.error}
     return set_status(
         conn, run_id, target, owner=owner, epoch=epoch, exit_code=exit_code, finished_at=now,
-        error=error,
+        error=error, **published,
     )
 
 

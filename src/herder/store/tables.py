@@ -105,6 +105,10 @@ runs = sa.Table(
     sa.Column("owner_epoch", sa.Integer, nullable=True),
     # Not dispatched before this moment (a retry's backoff, a schedule's jitter).
     sa.Column("not_before", UTCDateTime, nullable=True),
+    # What the run published through $HERDER_OUTPUT (``model.outputs``), written with its end;
+    # NULL when it published nothing. ``outputs_error`` says why a file was not kept.
+    sa.Column("outputs", JSON, nullable=True),
+    sa.Column("outputs_error", sa.Text, nullable=True),
     sa.Index(None, "job_id", "id"),
     sa.Index(None, "job_id", "status"),
     sa.Index(None, "namespace", "id"),

@@ -1,15 +1,16 @@
-"""``/api/v1/runs``: search runs, read one, read or follow its log, cancel it."""
+"""``/api/v1/runs``: search runs, read one, its outputs, read or follow its log, cancel it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from herder.api.deps import DbDep, EngineDep
-from herder.api.routes.jobs import parse_cursor
+from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
 from herder.logs import Stream
 from herder.model.errors import InvalidSpec
@@ -35,16 +36,25 @@ async def search_runs(
     namespace: str | None = None,
     status: Annotated[list[str], Query(description="name or code; repeatable")] = [],  # noqa: B006
     trigger: Trigger | None = None,
-    submitter: str | None = None,
+    submitter: Annotated[str | None, Query(max_length=255)] = None,
+    label: Annotated[list[str], Query(description="k=v, repeatable")] = [],  # noqa: B006
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in job, description")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> Page[RunOut]:
-    """Runs newest first; ``next_cursor`` pages on."""
+    """Runs newest first, filtered; ``next_cursor`` pages on. ``job`` by name also finds the
+    runs of a deleted job."""
     statuses = parse_statuses(status)
-    job_id = (await db.read(job_store.get, job)).id if job else None
+    job_id, job_namespace, job_name = job_store.parse_ref(job) if job else (None, "", "")
+    if job and "/" not in job:  # a bare name is in the namespace asked for, else in default
+        job_namespace = namespace or job_namespace
     found = await db.read(
-        run_store.search, job_id=job_id, namespace=namespace, statuses=statuses,
-        trigger=trigger, submitter=submitter, before_id=parse_cursor(cursor), limit=limit + 1,
+        run_store.search, job_id=job_id, namespace=job_namespace or namespace,
+        job_name=job_name or None, statuses=statuses, trigger=trigger, submitter=submitter,
+        labels=parse_labels(label), since=_aware(since, "since"), until=_aware(until, "until"),
+        q=q, before_id=parse_cursor(cursor), limit=limit + 1,
     )
     more = len(found) > limit
     found = found[:limit]
@@ -53,9 +63,23 @@ async def search_runs(
     )
 
 
+def _aware(moment: datetime | None, name: str) -> datetime | None:
+    if moment is not None and moment.utcoffset() is None:
+        raise InvalidSpec(f"{name}: give a UTC offset, e.g. '2026-11-23T08:00:00Z'")
+    return moment
+
+
 @router.get("/{run_id}", response_model=RunOut)
 async def get_run(run_id: RunId, db: DbDep) -> RunOut:
     return RunOut.of(await db.read(run_store.get, run_id))
+
+
+@router.get("/{run_id}/outputs", response_model=dict[str, Any])
+async def run_outputs(run_id: RunId, db: DbDep) -> dict[str, Any]:
+    """The outputs the run published through ``$HERDER_OUTPUT``, as one JSON object: empty
+    until it ends, and when it published nothing or its file was not kept (the run's
+    ``outputs_error`` says why)."""
+    return (await db.read(run_store.get, run_id)).outputs
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
