@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from herder.engine import admission, scheduler
 from herder.engine.admission import Admitted
 from herder.model.errors import Conflict, InvalidSpec
-from herder.model.jobs import Job, JobSpec
+from herder.model.jobs import Job, JobSpec, next_run
 from herder.model.policies import parse_retries
 from herder.model.runs import Run, RunStatus, Trigger
 from herder.model.schedules import parse_misfire, parse_schedule
@@ -415,3 +415,11 @@ def test_a_queue_moves_on_after_the_policy_changed_under_it(db: Database) -> Non
     start(db, waiting.id)
     _, freed = end(db, waiting.id, 0)
     assert sorted(r.id for r in freed.created) == sorted(r.id for r in more)
+
+
+def test_next_run_at_is_the_planned_slot_until_it_comes(db: Database) -> None:
+    job = make_job(db, schedule={"every": "10s"})
+    tick(db, NOW + 8 * S)  # slot 10 is planned ahead; the next to plan is slot 20
+    planned = db.read_sync(job_store.get, str(job.id))
+    assert next_run(planned, NOW + 8 * S) == NOW + 10 * S
+    assert next_run(planned, NOW + 11 * S) == NOW + 20 * S  # before the next tick, too

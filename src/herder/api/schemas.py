@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -218,7 +218,8 @@ class JobOut(BaseModel):
     def of(cls, job: Job) -> JobOut:
         return cls(
             id=job.id, ref=job.ref, created_at=job.created_at, updated_at=job.updated_at,
-            run_count=job.run_count, next_run_at=job.next_run_at, **job.spec.to_dict(),
+            run_count=job.run_count, next_run_at=rules.next_run(job, datetime.now(UTC)),
+            **job.spec.to_dict(),
         )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from herder.engine.admission import Admitted, admit
 from herder.model.errors import Conflict
-from herder.model.jobs import Job
+from herder.model.jobs import Job, next_run
 from herder.model.policies import lookahead
 from herder.model.runs import Run, RunStatus, Trigger
 from herder.model.schedules import Schedule, dst_note, fire_times, in_zone, jittered, plan_due
@@ -127,7 +127,10 @@ def _plan_job(
         job_store.switch_off(conn, job, now)
         state["disabled_at"] = job_store.iso(now)
         state.pop("resumed_at", None)
-    updates.append(job_store.schedule_update(job, next_run_at, state))
+    coming = [slot for slot in plan.run if slot > now]
+    updates.append(
+        job_store.schedule_update(job, next_run_at, state, planned=min(coming, default=None))
+    )
     return done
 
 
@@ -177,7 +180,7 @@ def report(
         "schedule": None if schedule is None else schedule.to_dict(),
         "misfire": job.spec.misfire.to_dict(),
         "concurrency": job.spec.concurrency,
-        "next_run_at": job.next_run_at,
+        "next_run_at": next_run(job, now),
         "recent": slots,
         "skipped_total": int(state.get("skipped", 0)),
         "unlisted": state.get("unlisted"),

@@ -225,6 +225,16 @@ class Job:
         return f"{self.spec.namespace}/{self.spec.name}"
 
 
+def next_run(job: Job, now: datetime) -> datetime | None:
+    """When the job runs next, as people ask: a slot planned ahead (its run made early) until it
+    has come, then the next slot the scheduler will plan (``next_slot`` in its state)."""
+    shown = job.next_run_at
+    following = job.schedule_state.get("next_slot")
+    if shown is not None and shown < now and following:
+        return datetime.fromisoformat(following)
+    return shown
+
+
 def render_command(
     spec: JobSpec, context: Mapping[str, Any]
 ) -> list[str]:

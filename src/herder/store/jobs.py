@@ -246,13 +246,22 @@ def due(conn: Connection, now: datetime, limit: int) -> list[Job]:
 
 
 def schedule_update(
-    job: Job, next_run_at: datetime | None, state: dict[str, Any]
+    job: Job,
+    next_slot: datetime | None,
+    state: dict[str, Any],
+    *,
+    planned: datetime | None = None,
 ) -> dict[str, Any]:
-    """What the scheduler did to a job, for ``set_schedules``: its next slot and state."""
+    """What the scheduler did to a job, for ``set_schedules``: its next slot to plan and state.
+
+    ``planned`` is the earliest slot already planned (its run created ahead) that is still to
+    come: until it passes, it is the job's ``next_run_at``; after, the next slot to plan is
+    (``model.jobs.next_run`` reads it back from the state)."""
+    state["next_slot"] = None if next_slot is None else iso(next_slot)
     return {
         "job_id": job.id,
-        "next_run_at": next_run_at,
-        "plan_at": plan_at(job.spec.concurrency, next_run_at),
+        "next_run_at": planned or next_slot,
+        "plan_at": plan_at(job.spec.concurrency, next_slot),
         "schedule_state": state,
     }
 
