@@ -47,7 +47,21 @@ class Settings(BaseSettings):
         "the same PostgreSQL takes over its runs (e.g. '15s')",
     )
 
-    @field_validator("kill_grace", "default_timeout", "lease_ttl", mode="before")
+    retention_max_age: float | None = Field(
+        None,
+        description="prune ended runs and their logs older than this (e.g. '90d'), for jobs "
+        "that set no retention; default: keep them",
+    )
+    retention_max_runs: int | None = Field(
+        None, ge=1, description="keep at most this many ended runs per job; default: all"
+    )
+
+    prune_every: float = Field(
+        300.0, description="how often ended runs are pruned by retention (e.g. '5m')"
+    )
+
+    @field_validator("kill_grace", "default_timeout", "lease_ttl", "retention_max_age",
+                     "prune_every", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if value is None or value == "":

@@ -62,6 +62,9 @@ JOB_BODIES = [
     ("zero max_active", {**GOOD, "max_active": 0}, 422),
     ("negative retries", {**GOOD, "retries": {"limit": -1}}, 422),
     ("retries without limit", {**GOOD, "retries": {"backoff": "1s"}}, 422),
+    ("zero retention runs", {**GOOD, "retention": {"max_runs": 0}}, 422),
+    ("word retention age", {**GOOD, "retention": {"max_age": "forever"}}, 422),
+    ("unknown retention key", {**GOOD, "retention": {"keep": 3}}, 422),
 ]
 
 

@@ -14,6 +14,7 @@ from herder.api import errors
 from herder.api.limits import BodyLimit
 from herder.api.routes import health, jobs, runs
 from herder.engine.engine import Engine
+from herder.model.policies import Retention
 from herder.server_identity import server_id
 from herder.settings import Settings
 from herder.store.database import Database
@@ -36,6 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             default_timeout=settings.default_timeout, dispatch_batch=settings.dispatch_batch,
             backend_settings={"sync_exit_records": settings.sync_exit_records},
             lease_ttl=settings.lease_ttl,
+            retention=Retention(
+                max_age=settings.retention_max_age, max_runs=settings.retention_max_runs
+            ),
+            prune_every=settings.prune_every,
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")

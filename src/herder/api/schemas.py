@@ -64,6 +64,10 @@ class JobIn(Strict):
     retries: dict[str, Any] | int | None = Field(
         None, description="{limit: 3, backoff: 10s, factor: 2, max_backoff: 10m, jitter: 0.1}"
     )
+    retention: dict[str, Any] | None = Field(
+        None, description="{max_age: 30d, max_runs: 1000}: ended runs and logs kept; default: "
+        "the server's HERDER_RETENTION_* settings"
+    )
 
     @field_validator("name")
     @classmethod
@@ -148,6 +152,11 @@ class JobIn(Strict):
         retries = _check(policies.parse_retries, v)
         return None if retries is None else dict(retries.to_dict())
 
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return dict(_check(policies.parse_retention, v).to_dict()) or None
+
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
         _check(rules.check_renders, self.to_spec())
@@ -155,13 +164,16 @@ class JobIn(Strict):
 
     def to_spec(self) -> JobSpec:
         # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
-        plain = self.model_dump(exclude={"timeout", "schedule", "misfire", "retries"})
+        plain = self.model_dump(
+            exclude={"timeout", "schedule", "misfire", "retries", "retention"}
+        )
         return JobSpec(
             **plain,
             timeout=self.timeout if isinstance(self.timeout, float) else None,
             schedule=None if self.schedule is None else schedules.parse_schedule(self.schedule),
             misfire=schedules.parse_misfire(self.misfire),
             retries=policies.parse_retries(self.retries),
+            retention=policies.parse_retention(self.retention),
         )
 
 
@@ -185,6 +197,7 @@ class JobPatch(Strict):
     concurrency: str | None = None
     max_active: int | None = None
     retries: dict[str, Any] | int | None = None
+    retention: dict[str, Any] | None = None
 
 
 class JobOut(BaseModel):
@@ -207,6 +220,7 @@ class JobOut(BaseModel):
     concurrency: str
     max_active: int
     retries: dict[str, Any] | None
+    retention: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     run_count: int

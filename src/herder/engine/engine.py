@@ -34,9 +34,11 @@ from herder.backends.base import Backend, Exited, Handle, Running
 from herder.engine import admission, outputs, scheduler
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
+from herder.engine.retention import Pruner
 from herder.logs import LogStore
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
 from herder.model.jobs import check_env, merge_params
+from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
@@ -73,6 +75,8 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         lease_ttl: float = 15.0,
         schedule: bool = True,
+        retention: Retention | None = None,
+        prune_every: float = 300.0,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -85,6 +89,10 @@ class Engine:
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.schedule = schedule
+        self.prune_every = prune_every
+        self.pruner = Pruner(
+            db, default=retention or Retention(), clock=clock, folders_of=self._folders_of
+        )
         self.epoch = 0  # this incarnation's fencing token, set when it registers
         self._lease_until: datetime | None = None
         self._fenced = False
@@ -117,6 +125,7 @@ class Engine:
                 tasks.create_task(self._lease_loop(), name="herder-lease")
                 if self.schedule:
                     tasks.create_task(self._schedule_loop(), name="herder-schedule")
+                tasks.create_task(self._prune_loop(), name="herder-prune")
                 self.ready.set()
         finally:
             self._tasks = None
@@ -214,10 +223,8 @@ class Engine:
     def logs_of(self, run: Run) -> LogStore:
         """Where the run's logs are: this server's data folder, or the folder of the server
         that started it when this one took the run over (its handle names it)."""
-        log_dir = (run.handle or {}).get("log_dir")
-        if isinstance(log_dir, str) and Path(log_dir).parent != self.logs.root:
-            return LogStore(Path(log_dir).parent.parent)
-        return self.logs
+        folder = self._data_dir_of(run.handle or {})
+        return self.logs if folder == self.data_dir else LogStore(folder)
 
     def _data_dir_of(self, handle: Handle) -> Path:
         """The data folder of the server that started a run (its working folder is there):
@@ -226,6 +233,24 @@ class Engine:
         if isinstance(log_dir, str):
             return Path(log_dir).parent.parent
         return self.data_dir
+
+    def _folders_of(self, run: Run) -> list[Path]:
+        """A run's log and working folders, for history pruning."""
+        handle = run.handle or {}
+        return [self.logs_of(run).run_dir(run.id), outputs.work_dir(self._data_dir_of(handle),
+                                                                    run.id)]
+
+    async def _prune_loop(self) -> None:
+        """Prune history now and then; several servers may: deleting twice is harmless."""
+        while True:
+            await asyncio.sleep(self.prune_every)
+            if not self.dispatching:
+                continue
+            try:
+                await self.pruner.prune()
+            except Exception:
+                log.exception("history pruning failed; trying again later",
+                              extra={"action": "prune_failed"})
 
     def jobs_changed(self) -> None:
         """A job was created or edited: its next slot may come sooner than the scheduler
@@ -444,11 +469,18 @@ class Engine:
         except (BackendError, InvalidSpec) as exc:
             await self._end(run_store.fail, run.id, error=f"lost: {exc.message}")
             return
-        handle = run.handle or {
-            "log_dir": str(LogStore(data_dir).run_dir(run.id)),
-            "supervisor": str(data_dir),
-            "host": host,
-        }
+        handle = run.handle
+        if handle is None:
+            handle = {
+                "log_dir": str(LogStore(data_dir).run_dir(run.id)),
+                "supervisor": str(data_dir),
+                "host": host,
+            }
+            # Kept on the run, so that its logs are found where it ran if it did start; the run
+            # object followed keeps no handle: "never started" is still told apart.
+            await self.db.write(
+                run_store.set_handle, run.id, handle, owner=self.owner, epoch=self.epoch
+            )
         self._spawn_run_task(run.id, self._follow(run, backend, handle))
 
     # Leases ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from herder.model import templates
 from herder.model.errors import InvalidSpec
-from herder.model.policies import Concurrency, Retries, parse_retries
+from herder.model.policies import Concurrency, Retention, Retries, parse_retention, parse_retries
 from herder.model.schedules import Misfire, Schedule, parse_misfire, parse_schedule
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -174,6 +174,7 @@ class JobSpec:
     concurrency: Concurrency = "allow"
     max_active: int = 1
     retries: Retries | None = None
+    retention: Retention = field(default_factory=Retention)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""
@@ -195,6 +196,7 @@ class JobSpec:
             "concurrency": self.concurrency,
             "max_active": self.max_active,
             "retries": None if self.retries is None else self.retries.to_dict(),
+            "retention": self.retention.to_dict() or None,
         }
 
     @classmethod
@@ -205,6 +207,7 @@ class JobSpec:
             fields["schedule"] = parse_schedule(fields["schedule"])
         fields["misfire"] = parse_misfire(fields.get("misfire"))
         fields["retries"] = parse_retries(fields.get("retries"))
+        fields["retention"] = parse_retention(fields.get("retention"))
         return cls(**fields)
 
 

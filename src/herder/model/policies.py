@@ -155,3 +155,55 @@ def parse_retries(data: object) -> Retries | None:
         fields["max_backoff"] = fields["backoff"]  # a long backoff alone is not an error
     retries = Retries(**fields)
     return retries if retries.limit else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How long a job's ended runs (and their logs) are kept: runs older than ``max_age``
+    seconds and runs beyond the newest ``max_runs`` go; either may be None (no such limit).
+    Runs that have not ended are never pruned, nor a run whose retry is still active."""
+
+    max_age: float | None = None
+    max_runs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_runs is not None and (
+            isinstance(self.max_runs, bool) or not isinstance(self.max_runs, int)
+            or not 1 <= self.max_runs <= 10_000_000
+        ):
+            raise InvalidSpec("retention.max_runs: must be a whole number from 1 to 10000000")
+
+    @property
+    def limited(self) -> bool:
+        return self.max_age is not None or self.max_runs is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.max_age is not None:
+            data["max_age"] = _text(self.max_age)
+        if self.max_runs is not None:
+            data["max_runs"] = self.max_runs
+        return data
+
+    def over(self, default: Retention) -> Retention:
+        """This job's retention, with the server's default where it sets nothing."""
+        return Retention(
+            max_age=self.max_age if self.max_age is not None else default.max_age,
+            max_runs=self.max_runs if self.max_runs is not None else default.max_runs,
+        )
+
+
+def parse_retention(data: object) -> Retention:
+    """Read ``{max_age: 30d, max_runs: 1000}``; both optional."""
+    if data is None:
+        return Retention()
+    if not isinstance(data, Mapping):
+        raise InvalidSpec("retention: must be a mapping such as {max_age: 30d, max_runs: 1000}")
+    unknown = sorted(str(k)[:40] for k in data if k not in ("max_age", "max_runs"))
+    if unknown:
+        raise InvalidSpec(f"retention: unknown key {unknown[0]!r}; allowed: max_age, max_runs")
+    age = data.get("max_age")
+    return Retention(
+        max_age=None if age is None else parse_duration(age, field="retention.max_age"),
+        max_runs=data.get("max_runs"),
+    )

@@ -270,6 +270,17 @@ def set_status(
     )
 
 
+def set_handle(
+    conn: Connection, run_id: int, handle: dict[str, Any], *, owner: str, epoch: int
+) -> None:
+    """Record where a run is (or would be), while ``owner`` holds it under ``epoch``."""
+    conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.owner == owner, runs.c.owner_epoch == epoch)
+        .values(handle=handle)
+    )
+
+
 def claim_ready(
     conn: Connection, owner: str, limit: int, *, epoch: int | None = None,
     now: datetime | None = None,
@@ -478,3 +489,54 @@ def next_not_before(conn: Connection, now: datetime) -> datetime | None:
     """When the next READY run held back by ``not_before`` may go."""
     moment: datetime | None = conn.execute(_NEXT_NOT_BEFORE, {"now": now}).scalar()
     return moment
+
+
+_TERMINAL = [s.value for s in RunStatus if s.terminal]
+
+
+def prunable(
+    conn: Connection,
+    job_id: int,
+    *,
+    older_than: datetime | None,
+    keep: int | None,
+    limit: int,
+) -> list[int]:
+    """Ids of the job's ended runs that its retention lets go: ended before ``older_than``,
+    or beyond its newest ``keep`` runs. A run whose retry is still active stays (it is what
+    that retry points at)."""
+    retried = sa.select(runs.c.parent_id).where(
+        runs.c.job_id == job_id, runs.c.parent_id.is_not(None),
+        runs.c.status.not_in(_TERMINAL),
+    )
+    conditions = []
+    if older_than is not None:
+        conditions.append(runs.c.finished_at < older_than)
+    if keep is not None:
+        newest = (
+            sa.select(runs.c.id).where(runs.c.job_id == job_id)
+            .order_by(runs.c.id.desc()).offset(keep).limit(1).scalar_subquery()
+        )
+        conditions.append(runs.c.id <= newest)
+    if not conditions:
+        return []
+    query = (
+        sa.select(runs.c.id)
+        .where(runs.c.job_id == job_id, runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
+               runs.c.id.not_in(retried))
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def delete(conn: Connection, run_ids: list[int]) -> list[Run]:
+    """Delete ended runs (history pruning); answers what was deleted, for their files."""
+    if not run_ids:
+        return []
+    rows = conn.execute(
+        runs.delete()
+        .where(runs.c.id.in_(run_ids), runs.c.status.in_(_TERMINAL))
+        .returning(*runs.c)
+    )
+    return [row_to_run(row) for row in rows]
