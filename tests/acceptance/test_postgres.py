@@ -40,3 +40,21 @@ def test_kill_9_restart_on_postgres(pg_server: Server) -> None:
     s.start()
     end = s.wait_end(run_id, timeout=30)
     assert end["status"] == "SUCCESS" and s.log(run_id) == "begin\nend\n"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/api/v1/runs", {"params": {"q": "a\x00b"}}),
+        ("GET", "/api/v1/runs", {"params": {"submitter": "\x00"}}),
+        ("POST", "/api/v1/jobs", {"json": {"name": "nul", "command": "true",
+                                           "description": "a\x00b"}}),
+    ],
+)
+def test_nul_characters_are_refused_not_a_500(
+    pg_server: Server, method: str, path: str, kwargs: dict[str, object]
+) -> None:
+    answer = pg_server.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    assert answer.status_code == 422, answer.text
+    assert "NUL" in answer.json()["error"]["message"]
+    assert pg_server.client.get("/api/v1/jobs/nul").status_code == 404

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from herder.model.errors import (
@@ -76,6 +77,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return _response(exc.status_code, code, message)
 
 
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    # The store refused a value the checks let through: on PostgreSQL, a NUL character in
+    # text. It is the client's input, so a 422, and nothing was written (the write failed).
+    return _response(
+        422, "invalid",
+        "a value in the request cannot be stored (text may not contain NUL characters)",
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _response(500, "internal", "internal error; the server log has the details")
@@ -85,4 +95,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HerderError, _herder_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sa_exc.DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

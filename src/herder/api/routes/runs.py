@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -63,9 +63,14 @@ async def search_runs(
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:
-    if moment is not None and moment.utcoffset() is None:
+    if moment is None:
+        return None
+    if moment.utcoffset() is None:
         raise InvalidSpec(f"{name}: give a UTC offset, e.g. '2026-11-23T08:00:00Z'")
-    return moment
+    try:  # the store compares in UTC: 0001-01-01T00:00+05:00 has no UTC moment
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidSpec(f"{name}: out of range once in UTC") from None
 
 
 @router.get("/{run_id}", response_model=RunOut)
