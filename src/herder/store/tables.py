@@ -111,6 +111,9 @@ runs = sa.Table(
     sa.Column("outputs_error", sa.Text, nullable=True),
     sa.Index(None, "job_id", "id"),
     sa.Index(None, "job_id", "status"),
+    # Searches: a job's runs by name (also once deleted), and "failed in the last day".
+    sa.Index(None, "namespace", "job_name", "id"),
+    sa.Index(None, "status", "created_at"),
     sa.Index(None, "namespace", "id"),
     sa.Index(None, "status", "id"),
     # Exactly one run per (job, scheduled slot, attempt); NULL slots (manual runs) never collide.
