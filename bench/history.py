@@ -477,10 +477,10 @@ def trials(dialect: str) -> list[Trial]:
         Trial("index (namespace, job_name, id)",
               ["CREATE INDEX ix_try_runs_namespace_job_name_id ON runs (namespace, job_name, id)"],
               by_name),
-        Trial("index (created_at)", ["CREATE INDEX ix_try_runs_created_at ON runs (created_at)"],
-              failed),
-        Trial("+ index (status, created_at)",
+        Trial("index (status, created_at)",
               ["CREATE INDEX ix_try_runs_status_created_at ON runs (status, created_at)"], failed),
+        Trial("+ index (created_at)",
+              ["CREATE INDEX ix_try_runs_created_at ON runs (created_at)"], failed),
     ]
     if dialect == "postgresql":
         return [
