@@ -24,13 +24,13 @@ PROC_ERROR is tried again, as a new run linked by ``parent_id`` with ``attempt +
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from herder.model.durations import MAX_SECONDS, format_duration, parse_duration
 from herder.model.errors import InvalidSpec
+from herder.model.fields import mapping
 from herder.model.runs import RunStatus
 
 Concurrency = Literal["allow", "forbid", "replace", "queue"]
@@ -132,11 +132,7 @@ def parse_retries(data: object) -> Retries | None:
         return None
     if isinstance(data, int) and not isinstance(data, bool):
         data = {"limit": data}
-    if not isinstance(data, Mapping):
-        raise InvalidSpec("retries: must be a mapping such as {limit: 3, backoff: 10s}")
-    unknown = sorted(str(k)[:40] for k in data if k not in RETRY_KEYS)
-    if unknown:
-        raise InvalidSpec(f"retries: unknown key {unknown[0]!r}; allowed: {', '.join(RETRY_KEYS)}")
+    data = mapping(data, "retries", RETRY_KEYS, "{limit: 3, backoff: 10s}")
     if "limit" not in data:
         raise InvalidSpec("retries: 'limit' (how many retries at most) is required")
     fields: dict[str, Any] = {"limit": data["limit"]}
@@ -197,11 +193,7 @@ def parse_retention(data: object) -> Retention:
     """Read ``{max_age: 30d, max_runs: 1000}``; both optional."""
     if data is None:
         return Retention()
-    if not isinstance(data, Mapping):
-        raise InvalidSpec("retention: must be a mapping such as {max_age: 30d, max_runs: 1000}")
-    unknown = sorted(str(k)[:40] for k in data if k not in ("max_age", "max_runs"))
-    if unknown:
-        raise InvalidSpec(f"retention: unknown key {unknown[0]!r}; allowed: max_age, max_runs")
+    data = mapping(data, "retention", ("max_age", "max_runs"), "{max_age: 30d, max_runs: 1000}")
     age = data.get("max_age")
     return Retention(
         max_age=None if age is None else parse_duration(age, field="retention.max_age"),

@@ -67,6 +67,7 @@ from herder.model import cron as _cron
 from herder.model.cron import zone
 from herder.model.durations import MAX_SECONDS, format_duration, parse_duration
 from herder.model.errors import InvalidSpec
+from herder.model.fields import mapping
 
 Policy = Literal["skip", "run_once", "run_all"]
 POLICIES: tuple[str, ...] = get_args(Policy)
@@ -170,13 +171,7 @@ def _check_moment(moment: object, name: str) -> None:
 
 def parse_schedule(data: Mapping[str, Any]) -> Schedule:
     """Read a schedule as a job spec writes it; ``InvalidSpec`` says what is wrong and where."""
-    if not isinstance(data, Mapping):
-        raise InvalidSpec("schedule: must be a mapping such as {cron: '0 3 * * *'}")
-    unknown = sorted(str(k)[:40] for k in data if k not in SCHEDULE_KEYS)
-    if unknown:
-        raise InvalidSpec(
-            f"schedule: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(SCHEDULE_KEYS))}"
-        )
+    data = mapping(data, "schedule", SCHEDULE_KEYS, "{cron: '0 3 * * *'}")
     _one_kind([k for k in ("cron", "every", "at") if data.get(k) is not None])
     every = None
     if data.get("every") is not None:
@@ -343,11 +338,7 @@ def parse_misfire(data: Mapping[str, Any] | None) -> Misfire:
     """Read ``{policy: skip|run_once|run_all, grace: 60s}``; both keys optional."""
     if data is None:
         return Misfire()
-    if not isinstance(data, Mapping):
-        raise InvalidSpec("misfire: must be a mapping such as {policy: skip, grace: 5m}")
-    unknown = sorted(str(k)[:40] for k in data if k not in ("policy", "grace"))
-    if unknown:
-        raise InvalidSpec(f"misfire: unknown key {unknown[0]!r}; allowed: grace, policy")
+    data = mapping(data, "misfire", ("policy", "grace"), "{policy: skip, grace: 5m}")
     grace = data.get("grace")
     return Misfire(
         policy=data.get("policy", "run_once"),  # checked by Misfire itself
