@@ -402,6 +402,7 @@ class Trial:
     ddl: list[str]
     applies: Callable[[Search], bool]
     query: RunQuery | None = None
+    columns: tuple[str, ...] = ()  # a plain index on these: skipped if the schema has one
 
 
 def _first_page(statement: sa.Select[Any], conn: Connection) -> list[Run]:
@@ -476,11 +477,13 @@ def trials(dialect: str) -> list[Trial]:
     common = [
         Trial("index (namespace, job_name, id)",
               ["CREATE INDEX ix_try_runs_namespace_job_name_id ON runs (namespace, job_name, id)"],
-              by_name),
+              by_name, columns=("namespace", "job_name", "id")),
         Trial("index (status, created_at)",
-              ["CREATE INDEX ix_try_runs_status_created_at ON runs (status, created_at)"], failed),
+              ["CREATE INDEX ix_try_runs_status_created_at ON runs (status, created_at)"], failed,
+              columns=("status", "created_at")),
         Trial("+ index (created_at)",
-              ["CREATE INDEX ix_try_runs_created_at ON runs (created_at)"], failed),
+              ["CREATE INDEX ix_try_runs_created_at ON runs (created_at)"], failed,
+              columns=("created_at",)),
     ]
     if dialect == "postgresql":
         return [
@@ -521,9 +524,15 @@ def try_indexes(db: Database, found: list[Search], args: argparse.Namespace) -> 
     """Apply each trial in turn (they accumulate), re-time the searches it is for; answers
     notes: how long each DDL took, whether a rewritten query found the same runs, plans."""
     notes = []
+    with db.engine.connect() as conn:
+        existing = {tuple(ix["column_names"]): ix["name"]
+                    for ix in sa.inspect(conn).get_indexes("runs")}
     for trial in trials(db.dialect):
         targets = [s for s in found if trial.applies(s)]
         if not targets:
+            continue
+        if trial.columns in existing:
+            notes.append(f"{trial.name}: skipped, the schema has it ({existing[trial.columns]})")
             continue
         began = time.perf_counter()
         with db.engine.begin() as conn:  # DDL is transactional on both stores
