@@ -704,9 +704,9 @@ def report(data: Dataset, found: list[Search], logs: LogFigures, args: argparse.
     head = ("log read", "MB/s or ms", "goal")
     rows = [
         ("GET /logs (download)", _spread(logs.download) + " MB/s",
-         _verdict(statistics_median(logs.download) > GOAL_MBS, f"> {GOAL_MBS:g} MB/s")),
+         _verdict(median(logs.download) > GOAL_MBS, f"> {GOAL_MBS:g} MB/s")),
         ("GET /logs?follow=true (ended run)", _spread(logs.follow) + " MB/s",
-         _verdict(statistics_median(logs.follow) > GOAL_MBS, f"> {GOAL_MBS:g} MB/s")),
+         _verdict(median(logs.follow) > GOAL_MBS, f"> {GOAL_MBS:g} MB/s")),
         ("GET /logs?offset=size-64KiB first byte",
          f"p50 {pct(logs.ttfb_ms, 50):.1f} / p95 {pct(logs.ttfb_ms, 95):.1f} ms", "-"),
         ("GET /logs?offset=size-64KiB whole", f"p50 {pct(logs.tail_ms, 50):.1f} ms", "-"),
@@ -728,12 +728,12 @@ def report_tries(found: list[Search]) -> None:
                      f"goal p95 < {GOAL_MS:g}"), rows)
 
 
-def statistics_median(values: list[float]) -> float:
+def median(values: list[float]) -> float:
     return pct(values, 50)
 
 
 def _spread(values: list[float]) -> str:
-    return f"{statistics_median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+    return f"{median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def _verdict(ok: bool, goal: str) -> str:
