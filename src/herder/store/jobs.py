@@ -122,9 +122,19 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
     return get(conn, str(job_id))
 
 
+MAX_ID = 2**63 - 1
+
+
+def is_id(text: str) -> bool:
+    """ASCII digits in the id range. ``str.isdigit`` alone also takes '¹', which ``int``
+    refuses, and '٣', which it reads as 3; and neither store can look up an id past 2**63 - 1."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
+
+
 def parse_ref(ref: str) -> tuple[int | None, str, str]:
-    """``42`` (an id), ``ops/backup`` or ``backup`` (in ``default``)."""
-    if ref.isdigit():
+    """``42`` (an id), ``ops/backup`` or ``backup`` (in ``default``). Digits that cannot be an id
+    are a name, which no job has (names start with a letter)."""
+    if is_id(ref):
         return int(ref), "", ""
     namespace, _, name = ref.rpartition("/")
     return None, namespace or DEFAULT_NAMESPACE, name

@@ -11,34 +11,12 @@ from sqlalchemy.engine import Connection
 from herder.api.deps import DbDep, EngineDep
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
 from herder.engine import scheduler
-from herder.model.errors import InvalidSpec, NotFound
-from herder.model.jobs import DEFAULT_NAMESPACE, Job, check_labels
+from herder.model.errors import InvalidSpec
+from herder.model.jobs import Job, check_labels
 from herder.store import jobs as job_store
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobRef = Annotated[str, "an id, namespace/name, or a name in namespace default"]
-MAX_ID = 2**63 - 1  # ids (and cursors) are 64-bit signed integers in both stores
-
-
-def is_id(text: str) -> bool:
-    """ASCII digits in the id range. ``str.isdigit`` alone also takes '¹', which ``int``
-    refuses, and '٣', which it reads as 3; and neither store can look up an id past 2**63 - 1."""
-    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
-
-
-def check_ref(ref: str) -> str:
-    """The store reads a ref of digits as an id; digits that cannot be one name no job (names
-    start with a letter) and are answered 404 here, before the store fails on them."""
-    if ref.isdigit() and not is_id(ref):
-        raise NotFound(f"no job {ref[:100]!r}", details={"job": ref[:200]})
-    return ref
-
-
-def parse_ref(ref: str) -> tuple[int | None, str, str]:
-    """``job_store.parse_ref``, except that digits which cannot be an id are a name (no job's)."""
-    if ref.isdigit() and not is_id(ref):
-        return None, DEFAULT_NAMESPACE, ref
-    return job_store.parse_ref(ref)
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:
@@ -55,7 +33,7 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
 def parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not is_id(cursor):
+    if not job_store.is_id(cursor):
         raise InvalidSpec("cursor: not a cursor this server gave out")
     return int(cursor)
 
@@ -72,12 +50,12 @@ async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
 async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Response) -> JobOut:
     """Create or replace the job named by the body (idempotent apply). ``ref`` must name it."""
     spec = body.to_spec()
-    if ref not in (spec.name, f"{spec.namespace}/{spec.name}") and not is_id(ref):
+    if ref not in (spec.name, f"{spec.namespace}/{spec.name}") and not job_store.is_id(ref):
         raise InvalidSpec(f"the path names {ref[:100]!r} but the body names {spec.namespace}/"
                           f"{spec.name}")
 
     def apply(conn: Connection) -> tuple[Job, bool]:
-        if is_id(ref):
+        if job_store.is_id(ref):
             return job_store.update(conn, job_store.get(conn, ref).id, spec, engine.clock()), False
         return job_store.replace(conn, spec, engine.clock())
 
@@ -114,14 +92,14 @@ async def list_jobs(
 async def run_job(ref: str, engine: EngineDep, body: RunNow | None = None) -> RunOut:
     """Run now. The body may override ``params`` (declared ones only) and ``env``."""
     body = body or RunNow()
-    run = await engine.submit(check_ref(ref), params=body.params, env=body.env)
+    run = await engine.submit(ref, params=body.params, env=body.env)
     return RunOut.of(run)
 
 
 @router.post("/{ref:path}/enable", response_model=JobOut)
 async def enable_job(ref: str, engine: EngineDep) -> JobOut:
     """Resume the job; the slots missed while it was paused follow its misfire policy."""
-    job = await engine.db.write(job_store.set_enabled, check_ref(ref), True, engine.clock())
+    job = await engine.db.write(job_store.set_enabled, ref, True, engine.clock())
     engine.jobs_changed()
     return JobOut.of(job)
 
@@ -129,7 +107,7 @@ async def enable_job(ref: str, engine: EngineDep) -> JobOut:
 @router.post("/{ref:path}/disable", response_model=JobOut)
 async def disable_job(ref: str, engine: EngineDep) -> JobOut:
     """Pause the job; its runs, logs and spec are all kept."""
-    job = await engine.db.write(job_store.set_enabled, check_ref(ref), False, engine.clock())
+    job = await engine.db.write(job_store.set_enabled, ref, False, engine.clock())
     return JobOut.of(job)
 
 
@@ -143,21 +121,20 @@ async def job_schedule(
     """Why did (or didn't) it run: the recent slots and what became of each, and the next
     ones."""
     found = await engine.db.read(
-        scheduler.report, check_ref(ref), engine.clock(), recent=recent, upcoming=upcoming
+        scheduler.report, ref, engine.clock(), recent=recent, upcoming=upcoming
     )
     return ScheduleReport.model_validate(found)
 
 
 @router.get("/{ref:path}", response_model=JobOut)
 async def get_job(ref: str, db: DbDep) -> JobOut:
-    return JobOut.of(await db.read(job_store.get, check_ref(ref)))
+    return JobOut.of(await db.read(job_store.get, ref))
 
 
 @router.patch("/{ref:path}", response_model=JobOut)
 async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
     """Change some fields; the whole result is checked as a new spec before anything changes."""
     changes = body.model_dump(exclude_unset=True)
-    check_ref(ref)
 
     def patch(conn: Connection) -> Job:
         job = job_store.get(conn, ref)
@@ -181,5 +158,5 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
 @router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_job(ref: str, db: DbDep) -> Response:
     """Delete the job; its runs and logs stay. 409 while it has active runs."""
-    await db.write(job_store.delete, check_ref(ref))
+    await db.write(job_store.delete, ref)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

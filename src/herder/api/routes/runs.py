@@ -10,11 +10,12 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from herder.api.deps import DbDep, EngineDep
-from herder.api.routes.jobs import parse_cursor, parse_labels, parse_ref
+from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
 from herder.logs import Stream
 from herder.model.errors import InvalidSpec
 from herder.model.runs import RunStatus, Trigger
+from herder.store import jobs as job_store
 from herder.store import runs as run_store
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -46,7 +47,7 @@ async def search_runs(
     """Runs newest first, filtered; ``next_cursor`` pages on. ``job`` by name also finds the
     runs of a deleted job."""
     statuses = parse_statuses(status)
-    job_id, job_namespace, job_name = parse_ref(job) if job else (None, "", "")
+    job_id, job_namespace, job_name = job_store.parse_ref(job) if job else (None, "", "")
     if job and "/" not in job:  # a bare name is in the namespace asked for, else in default
         job_namespace = namespace or job_namespace
     found = await db.read(
