@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException
 from herder.model.errors import (
     BackendError,
     Conflict,
+    Forbidden,
     HerderError,
     InvalidSpec,
     NotFound,
     StaleOwner,
+    Unauthorized,
 )
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 STATUS: list[tuple[type[HerderError], int]] = [
     (InvalidSpec, 422),
     (NotFound, 404),
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (Conflict, 409),
     (StaleOwner, 409),
     (BackendError, 502),

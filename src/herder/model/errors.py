@@ -3,6 +3,8 @@
     HerderError
     ├── InvalidSpec            bad input: a spec, a name, a duration, a param (API: 422)
     ├── NotFound (LookupError) an id or a name that does not exist (API: 404)
+    ├── Unauthorized           no token, or a token that is unknown, expired or revoked (API: 401)
+    ├── Forbidden              a known caller without the permission asked for (API: 403)
     ├── Conflict               the request is valid but the state forbids it (API: 409)
     │   ├── NameTaken
     │   └── InvalidTransition  a run status change the state machine refuses
@@ -39,6 +41,18 @@ class NotFound(HerderError, LookupError):
     """An object that does not exist (or that the caller may not see)."""
 
     code = "not_found"
+
+
+class Unauthorized(HerderError):
+    """No credential, or one that is malformed, unknown, expired or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(HerderError):
+    """The caller may see the object but not do this to it."""
+
+    code = "forbidden"
 
 
 class Conflict(HerderError):
