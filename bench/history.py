@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import math
 import os
 import random
@@ -70,7 +71,9 @@ from herder.store import runs as run_store
 from herder.store.database import Database, make_engine
 from herder.store.migrate import upgrade
 from herder.store.tables import jobs, runs
-from herder.store.text import contains
+
+# The rows migration 0005 fills from the runs already kept: the same for the bulk-made runs.
+LABEL_ROWS = importlib.import_module("herder.store.migrations.versions.0005_run_labels")._BACKFILL
 
 GOAL_MS = 50.0
 GOAL_MBS = 100.0
@@ -168,7 +171,8 @@ def fill(url: str, count: int, job_count: int, batch: int, now: datetime) -> Dat
                 rows.append(row)
             with engine.begin() as conn:
                 conn.execute(runs.insert(), rows)
-        with engine.begin() as conn:
+        with engine.begin() as conn:  # the label rows the store writes with each run
+            conn.exec_driver_sql(LABEL_ROWS[engine.dialect.name])
             conn.execute(jobs.update().where(jobs.c.id == sa.bindparam("jid"))
                          .values(run_count=sa.bindparam("n")),
                          [{"jid": j.id, "n": j.runs} for j in infos])
@@ -382,17 +386,6 @@ def explain(db: Database, search: Search, query: RunQuery | None = None) -> str:
 
 # Index experiments (--try-indexes) -----------------------------------------------------------
 
-# A side table a store could keep beside runs: one row per (label key, value, run), whose
-# primary key hands out a label's runs newest first. Created and filled by hand in a trial.
-_side = sa.MetaData()
-run_labels = sa.Table(
-    "run_labels", _side,
-    sa.Column("key", sa.String(63), primary_key=True),
-    sa.Column("value", sa.String(63), primary_key=True),
-    sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-)
-
-
 @dataclass
 class Trial:
     """DDL run by hand in the throwaway store, the searches it is for, and the query to time:
@@ -425,34 +418,6 @@ def labels_literal_path(conn: Connection, search: Search) -> list[Run]:
     return _first_page(query, conn)
 
 
-def labels_side_table(conn: Connection, search: Search) -> list[Run]:
-    """Through ``run_labels``: its primary key (key, value, run_id) gives the order."""
-    (key, value), *more = search.store["labels"].items()
-    query = (sa.select(runs).join(run_labels, run_labels.c.run_id == runs.c.id)
-             .where(run_labels.c.key == key, run_labels.c.value == value)
-             .order_by(run_labels.c.run_id.desc()).limit(51))
-    for other_key, other_value in more:
-        query = query.where(runs.c.labels[other_key].as_string() == other_value)
-    return _first_page(query, conn)
-
-
-def text_via_jobs(conn: Connection, search: Search) -> list[Run]:
-    """``q`` matched against the jobs table (50 rows, not 1,000,000), then each matching job's
-    newest runs through the (job_id, id) index, merged; plus runs of deleted jobs (job_id NULL,
-    also through that index) matched on their own columns."""
-    text = search.store["q"]
-    ids = conn.execute(sa.select(jobs.c.id).where(
-        sa.or_(contains(jobs.c.name, text), contains(jobs.c.description, text)))).scalars().all()
-    statements = [sa.select(runs).where(runs.c.job_id == job_id) for job_id in ids]
-    description = runs.c.spec["description"].as_string()
-    statements.append(sa.select(runs).where(
-        runs.c.job_id.is_(None),
-        sa.or_(contains(runs.c.job_name, text), contains(description, text))))
-    found = [run for statement in statements
-             for run in _first_page(statement.order_by(runs.c.id.desc()).limit(51), conn)]
-    return sorted(found, key=lambda run: -run.id)[:51]
-
-
 def trials(dialect: str) -> list[Trial]:
     def labels(s: Search) -> bool:
         return "labels" in s.store
@@ -466,14 +431,6 @@ def trials(dialect: str) -> list[Trial]:
     def text(s: Search) -> bool:
         return "q" in s.store
 
-    side_table = [
-        "CREATE TABLE run_labels (key VARCHAR(63) NOT NULL, value VARCHAR(63) NOT NULL, "
-        "run_id BIGINT NOT NULL, PRIMARY KEY (key, value, run_id))"
-        + (" WITHOUT ROWID" if dialect == "sqlite" else ""),
-        "INSERT INTO run_labels SELECT j.key, j.value, runs.id FROM runs, "
-        + ("json_each(runs.labels) AS j" if dialect == "sqlite"
-           else "jsonb_each_text(runs.labels) AS j"),
-    ]
     common = [
         Trial("index (namespace, job_name, id)",
               ["CREATE INDEX ix_try_runs_namespace_job_name_id ON runs (namespace, job_name, id)"],
@@ -494,8 +451,6 @@ def trials(dialect: str) -> list[Trial]:
             Trial("GIN (labels jsonb_path_ops), query labels @> :labels",
                   ["CREATE INDEX ix_try_runs_labels_gin ON runs USING gin (labels jsonb_path_ops)"],
                   labels, labels_contain),
-            Trial("side table run_labels (key, value, run_id), query joins it", side_table,
-                  labels, labels_side_table),
             Trial("pg_trgm GIN on job_name and spec ->> 'description'",
                   ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
                    "CREATE INDEX ix_try_runs_job_name_trgm ON runs USING gin "
@@ -503,8 +458,6 @@ def trials(dialect: str) -> list[Trial]:
                    "CREATE INDEX ix_try_runs_description_trgm ON runs USING gin "
                    "((spec ->> 'description') gin_trgm_ops)"],
                   text),
-            Trial("no index: q matched on jobs, then runs by (job_id, id)", [], text,
-                  text_via_jobs),
         ]
     return [
         *common,
@@ -512,9 +465,6 @@ def trials(dialect: str) -> list[Trial]:
               ["CREATE INDEX ix_try_runs_labels_team ON runs "
                "(json_extract(labels, '$.\"team\"'), id)"],
               labels, labels_literal_path),
-        Trial("side table run_labels (key, value, run_id), query joins it", side_table,
-              labels, labels_side_table),
-        Trial("no index: q matched on jobs, then runs by (job_id, id)", [], text, text_via_jobs),
         Trial("ANALYZE (statistics; herder never runs it), all of the above in place", ["ANALYZE"],
               lambda s: True),
     ]

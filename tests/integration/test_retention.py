@@ -82,3 +82,29 @@ def test_nothing_is_pruned_without_a_retention(db: Database, tmp_path: Path) -> 
     job, ids = job_with_runs(db, "kept", [1000, 500], None)
     assert asyncio.run(pruner(db, tmp_path).prune()) == 0
     assert left(db, job) == set(ids)
+
+
+def test_runs_of_deleted_jobs_follow_the_retention_they_ran_under(
+    db: Database, tmp_path: Path
+) -> None:
+    tmp_path = tmp_path / "files"
+    counted, c = job_with_runs(db, "counted", [9, 8, 7, 6], {"max_runs": 1})
+    plain, p = job_with_runs(db, "plain", [100, 2], None)
+    kept, k = job_with_runs(db, "kept", [100, 90], None)
+    for job in (counted, plain):
+        db.write_sync(job_store.delete, str(job.id))
+    # A new job of the same name is another job: its history is its own.
+    again, a = job_with_runs(db, "counted", [3], None)
+    for run_id in c + p + k + a:
+        (tmp_path / str(run_id)).mkdir(parents=True)
+
+    def by_name(name: str) -> set[int]:
+        found = db.read_sync(run_store.search, namespace="default", job_name=name, limit=100)
+        return {r.id for r in found}
+
+    deleted = asyncio.run(pruner(db, tmp_path, Retention(max_age=50 * 86400.0)).prune())
+    assert by_name("counted") == {c[-1], *a}  # its own max_runs: 1, over the default
+    assert by_name("plain") == {p[1]}  # the server's default, as for a job that sets none
+    assert by_name("kept") == set()  # a live job: the default as ever
+    assert deleted == 3 + 1 + 2
+    assert sorted(int(d.name) for d in tmp_path.iterdir()) == sorted([c[-1], *a, p[1]])

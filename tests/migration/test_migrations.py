@@ -42,9 +42,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
 
     empty = make_engine(postgres_url)
     with empty.begin() as conn:  # start from nothing: the fixture's copy is already migrated
-        conn.execute(sa.text(
-            "DROP TABLE runs; DROP TABLE jobs; DROP TABLE servers; DROP TABLE alembic_version"
-        ))
+        metadata.drop_all(conn)
+        conn.execute(sa.text("DROP TABLE alembic_version"))
     empty.dispose()
     code = ("import sys; from herder.store.database import make_engine; "
             "from herder.store.migrate import upgrade; upgrade(make_engine(sys.argv[1]))")
@@ -58,3 +57,36 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_run_labels_are_filled_from_the_runs_kept(
+    store: str, tmp_path: object, request: pytest.FixtureRequest
+) -> None:
+    """Migration 0005 copies the labels of the runs already kept into ``run_labels``, so a
+    label search after an upgrade finds the old runs too."""
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path}/old.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    if store == "postgres":  # start from 0004: the fixture's copy is already migrated
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as conn:
+            for labels in ('{"team": "ops", "tier": "low"}', "{}"):
+                conn.execute(sa.text(
+                    "INSERT INTO runs (namespace, job_name, status, trigger, attempt, params, env,"
+                    " spec, backend, labels, created_at, cancel_force) VALUES ('default', 'old',"
+                    " 'SUCCESS', 'api', 1, '{}', '{}', '{}', 'local', :labels,"
+                    " '2026-11-01 00:00:00', false)"
+                ), {"labels": labels})
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT key, value, run_id FROM run_labels")).all()
+    finally:
+        engine.dispose()
+    assert sorted((key, value) for key, value, _ in rows) == [("team", "ops"), ("tier", "low")]

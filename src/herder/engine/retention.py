@@ -1,6 +1,8 @@
 """History retention: ended runs and their files go when their job's retention says so.
 
-A pass walks the jobs in pages, and for each one deletes its prunable runs
+A pass walks the jobs in pages, then the deleted jobs that left runs behind (whose runs follow
+the retention they were started under, over the server default), and for each one deletes its
+prunable runs
 (``store.runs.prunable``) in small batches, each its own short write, so the scheduler and the
 dispatcher, which share the writer, wait for a batch at most. Rows go first, then their files:
 a crash in between leaves files without rows (space, not data) rather than rows without logs.
@@ -11,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from herder.model.policies import Retention, parse_retention
 from herder.model.runs import Run
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
 from herder.store.database import Database
+from herder.store.runs import JobScope
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ class Pruner:
         self.folders_of = folders_of
 
     async def prune(self) -> int:
-        """One pass over every job; answers how many runs were deleted."""
+        """One pass over every job, deleted ones too; answers how many runs were deleted."""
         deleted = 0
         after: int | None = None
         while True:
@@ -52,15 +56,27 @@ class Pruner:
                 job_store.retentions, after_id=after, limit=PAGE,
                 only_set=not self.default.limited,
             )
-            for job_id, written in page:
-                policy = parse_retention(written).over(self.default)
-                if policy.limited:
-                    deleted += await self._prune_job(job_id, policy)
+            deleted += await self._prune_page(page)
             if len(page) < PAGE:
-                return deleted
+                break
             after = page[-1][0]
+        gone_after: tuple[str, str] | None = None
+        while True:
+            orphans = await self.db.read(run_store.deleted_jobs, after=gone_after, limit=PAGE)
+            deleted += await self._prune_page(orphans)
+            if len(orphans) < PAGE:
+                return deleted
+            gone_after = orphans[-1][0]
 
-    async def _prune_job(self, job_id: int, policy: Retention) -> int:
+    async def _prune_page(self, page: Sequence[tuple[JobScope, dict[str, Any] | None]]) -> int:
+        deleted = 0
+        for job, written in page:
+            policy = parse_retention(written).over(self.default)
+            if policy.limited:
+                deleted += await self._prune_job(job, policy)
+        return deleted
+
+    async def _prune_job(self, job_id: JobScope, policy: Retention) -> int:
         deleted = 0
         while True:
             now = self.clock()

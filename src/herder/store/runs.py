@@ -30,7 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
-from herder.store.tables import jobs, runs
+from herder.store.tables import jobs, run_labels, runs
 from herder.store.text import contains
 
 _NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
@@ -54,6 +54,7 @@ _COUNT_RUN = (
     .where(jobs.c.id == sa.bindparam("job_id"))
     .values(run_count=jobs.c.run_count + sa.bindparam("n"))
 )
+_INSERT_LABELS = run_labels.insert()
 _BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
 _GUARDED = (
     runs.update()
@@ -175,6 +176,12 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     created = [row_to_run(row) for row in rows]
     counts = Counter(run.job_id for run in created)
     conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
+    labelled = [
+        {"run_id": run.id, "key": key, "value": value}
+        for run in created for key, value in run.labels.items()
+    ]
+    if labelled:
+        conn.execute(_INSERT_LABELS, labelled)
     return created
 
 
@@ -183,6 +190,11 @@ def get(conn: Connection, run_id: int) -> Run:
     if row is None:
         raise NotFound(f"no run with id {run_id}", details={"run": run_id})
     return row_to_run(row)
+
+
+# Past this many jobs matching ``q``, reading each one's newest runs costs more than reading
+# the history newest first until enough runs match (which is quick when many do).
+_Q_JOBS = 50
 
 
 def search(
@@ -205,33 +217,97 @@ def search(
 
     ``job_name`` (with ``namespace``) finds the runs of a job by name, also once it has been
     deleted; ``since``/``until`` bound ``created_at``; ``q`` is text in the job's name or
-    description, case-insensitive."""
-    query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    description, case-insensitive: the job's current ones, and for the runs of a deleted job
+    the ones it had."""
+    conditions: list[sa.ColumnElement[bool]] = []
     if job_id is not None:
-        query = query.where(runs.c.job_id == job_id)
+        conditions.append(runs.c.job_id == job_id)
     if namespace is not None:
-        query = query.where(runs.c.namespace == namespace)
+        conditions.append(runs.c.namespace == namespace)
     if job_name is not None:
-        query = query.where(runs.c.job_name == job_name)
+        conditions.append(runs.c.job_name == job_name)
     wanted = [s.value for s in statuses]
     if wanted:
-        query = query.where(runs.c.status.in_(wanted))
+        conditions.append(runs.c.status.in_(wanted))
     if trigger is not None:
-        query = query.where(runs.c.trigger == trigger.value)
+        conditions.append(runs.c.trigger == trigger.value)
     if submitter is not None:
-        query = query.where(runs.c.submitter == submitter)
-    for key, value in (labels or {}).items():
-        query = query.where(runs.c.labels[key].as_string() == value)
+        conditions.append(runs.c.submitter == submitter)
     if since is not None:
-        query = query.where(runs.c.created_at >= since)
+        conditions.append(runs.c.created_at >= since)
     if until is not None:
-        query = query.where(runs.c.created_at < until)
+        conditions.append(runs.c.created_at < until)
+    query = _newest(conditions, labels or {}, before_id, limit)
     if q:
+        matched = _jobs_matching(conn, q, namespace=namespace, job_id=job_id)
+        if matched is not None:
+            return _newest_of_jobs(conn, query, matched, q, limit)
         description = runs.c.spec["description"].as_string()
         query = query.where(sa.or_(contains(runs.c.job_name, q), contains(description, q)))
-    if before_id is not None:
-        query = query.where(runs.c.id < before_id)
     return [row_to_run(row) for row in conn.execute(query)]
+
+
+def _newest(
+    conditions: list[sa.ColumnElement[bool]],
+    labels: dict[str, str],
+    before_id: int | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """The newest ``limit`` runs meeting ``conditions`` and carrying ``labels``. With labels,
+    the first one is read through ``run_labels`` newest first (its primary key), the others
+    are checked there for each run found."""
+    if not labels:
+        order = runs.c.id
+        query = sa.select(runs)
+    else:
+        (key, value), *others = labels.items()
+        order = run_labels.c.run_id
+        query = (
+            sa.select(runs)
+            .join(run_labels, run_labels.c.run_id == runs.c.id)
+            .where(run_labels.c.key == key, run_labels.c.value == value)
+        )
+        for key, value in others:
+            also = run_labels.alias()
+            conditions = [*conditions, sa.exists().where(
+                also.c.key == key, also.c.value == value, also.c.run_id == runs.c.id
+            )]
+    if before_id is not None:
+        conditions = [*conditions, order < before_id]
+    return query.where(*conditions).order_by(order.desc()).limit(limit)
+
+
+def _jobs_matching(
+    conn: Connection, q: str, *, namespace: str | None, job_id: int | None
+) -> list[int] | None:
+    """The ids of the jobs whose name or description holds ``q``; None when there are too
+    many for reading each one's runs to pay."""
+    query = sa.select(jobs.c.id).where(
+        sa.or_(contains(jobs.c.name, q), contains(jobs.c.description, q))
+    )
+    if namespace is not None:
+        query = query.where(jobs.c.namespace == namespace)
+    if job_id is not None:
+        query = query.where(jobs.c.id == job_id)
+    found = list(conn.execute(query.limit(_Q_JOBS + 1)).scalars())
+    return None if len(found) > _Q_JOBS else found
+
+
+def _newest_of_jobs(
+    conn: Connection, query: sa.Select[Any], job_ids: list[int], q: str, limit: int
+) -> list[Run]:
+    """``query`` (newest first, at most ``limit``) for each job in ``job_ids`` and for the runs
+    of deleted jobs whose name or description held ``q``, merged newest first. Each part reads
+    its own index range (``(job_id, id)``), so a rare match costs a few short reads."""
+    description = runs.c.spec["description"].as_string()
+    parts = [query.where(runs.c.job_id == job) for job in job_ids]
+    parts.append(query.where(
+        runs.c.job_id.is_(None),
+        sa.or_(contains(runs.c.job_name, q), contains(description, q)),
+    ))
+    found = [row_to_run(row) for part in parts for row in conn.execute(part)]
+    found.sort(key=lambda run: run.id, reverse=True)
+    return found[:limit]
 
 
 def set_status(
@@ -494,9 +570,22 @@ def next_not_before(conn: Connection, now: datetime) -> datetime | None:
 _TERMINAL = [s.value for s in RunStatus if s.terminal]
 
 
+# A job, or a deleted job by its namespace and name: whose history pruning is looking at.
+JobScope = int | tuple[str, str]
+
+
+def _of(job: JobScope) -> sa.ColumnElement[bool]:
+    if isinstance(job, int):
+        return runs.c.job_id == job
+    namespace, name = job
+    return sa.and_(
+        runs.c.job_id.is_(None), runs.c.namespace == namespace, runs.c.job_name == name
+    )
+
+
 def prunable(
     conn: Connection,
-    job_id: int,
+    job: JobScope,
     *,
     older_than: datetime | None,
     keep: int | None,
@@ -505,16 +594,16 @@ def prunable(
     """Ids of the job's ended runs that its retention lets go: ended before ``older_than``,
     or beyond its newest ``keep`` runs. A run whose retry is still active stays (it is what
     that retry points at)."""
+    scope = _of(job)
     retried = sa.select(runs.c.parent_id).where(
-        runs.c.job_id == job_id, runs.c.parent_id.is_not(None),
-        runs.c.status.not_in(_TERMINAL),
+        scope, runs.c.parent_id.is_not(None), runs.c.status.not_in(_TERMINAL)
     )
     conditions = []
     if older_than is not None:
         conditions.append(runs.c.finished_at < older_than)
     if keep is not None:
         newest = (
-            sa.select(runs.c.id).where(runs.c.job_id == job_id)
+            sa.select(runs.c.id).where(scope)
             .order_by(runs.c.id.desc()).offset(keep).limit(1).scalar_subquery()
         )
         conditions.append(runs.c.id <= newest)
@@ -522,12 +611,36 @@ def prunable(
         return []
     query = (
         sa.select(runs.c.id)
-        .where(runs.c.job_id == job_id, runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
+        .where(scope, runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
                runs.c.id.not_in(retried))
         .order_by(runs.c.id)
         .limit(limit)
     )
     return list(conn.execute(query).scalars())
+
+
+def deleted_jobs(
+    conn: Connection, *, after: tuple[str, str] | None, limit: int
+) -> list[tuple[tuple[str, str], dict[str, Any] | None]]:
+    """The deleted jobs that left runs behind, by (namespace, name) in order, each with the
+    ``retention`` its newest run was started under: what history pruning follows for them."""
+    newest = sa.func.max(runs.c.id).label("newest")
+    groups = (
+        sa.select(runs.c.namespace, runs.c.job_name, newest)
+        .where(runs.c.job_id.is_(None))
+        .group_by(runs.c.namespace, runs.c.job_name)
+        .order_by(runs.c.namespace, runs.c.job_name)
+        .limit(limit)
+    )
+    if after is not None:
+        groups = groups.where(sa.tuple_(runs.c.namespace, runs.c.job_name) > sa.tuple_(*after))
+    found = groups.subquery()
+    query = (
+        sa.select(found.c.namespace, found.c.job_name, runs.c.spec["retention"])
+        .join(runs, runs.c.id == found.c.newest)
+        .order_by(found.c.namespace, found.c.job_name)
+    )
+    return [((row[0], row[1]), row[2]) for row in conn.execute(query)]
 
 
 def delete(conn: Connection, run_ids: list[int]) -> list[Run]:
