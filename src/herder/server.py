@@ -7,7 +7,9 @@ import socket
 import sys
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 import uvicorn
+from sqlalchemy import exc as sa_exc
 
 from herder.api.app import create_app
 from herder.server_identity import server_id
@@ -44,12 +46,31 @@ def refusal(settings: Settings) -> str | None:
     plainly before anything is served; the engine checks again when it registers."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.store_url, readers=1)
+    url = settings.store_url
+    try:
+        db = Database(url, readers=1)
+    except (sa_exc.ArgumentError, ModuleNotFoundError):
+        return (
+            f"HERDER_DATABASE_URL {_shown(url)!r} names no database herder can use; "
+            "use postgresql://USER@HOST[:PORT]/DB or sqlite:///PATH"
+        )
     try:
         upgrade(db.engine)
         return db.read_sync(
             server_store.refusal, server_id=server_id(data_dir), host=socket.gethostname(),
             now=datetime.now(UTC), only_one=db.dialect == "sqlite",
         )
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        # The driver's own first line says why (refused, no such database, bad password).
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return f"the database at {_shown(url)} does not answer: {reason}"
     finally:
         db.close()
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return url[:200]

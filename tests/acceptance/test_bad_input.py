@@ -141,3 +141,26 @@ def test_bad_patch_changes_nothing(shared_server: Server) -> None:
     _assert_error(shared_server.client.patch("/api/v1/jobs/patchme", json={"name": "A"}), 422)
     job = shared_server.client.get("/api/v1/jobs/patchme").json()
     assert job["timeout"] == 60 and job["name"] == "patchme"
+
+
+def test_a_wrong_method_names_the_right_ones(shared_server: Server) -> None:
+    error = _assert_error(shared_server.client.put("/api/v1/runs"), 405)
+    response = shared_server.client.put("/api/v1/runs")
+    assert response.headers["allow"] == "GET, HEAD"
+    assert "use GET or HEAD" in error["message"]
+    # Every route at a path counts, not only the first that matched it.
+    response = shared_server.client.post("/api/v1/jobs/some-job")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, PUT"
+
+
+def test_the_api_document_declares_the_error_body() -> None:
+    from herder.api.app import create_app
+
+    document = create_app().openapi()
+    error_ref = "#/components/schemas/ErrorOut"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status in ("404", "409", "422"):
+                declared = operation["responses"][status]["content"]["application/json"]
+                assert declared["schema"] == {"$ref": error_ref}, (method, path, status)

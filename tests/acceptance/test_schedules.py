@@ -3,11 +3,13 @@ and the job's policies act on real runs."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,3 +140,20 @@ def test_a_second_server_on_one_sqlite_database_refuses_to_start(server: Server)
         timeout=60, check=False,
     )
     assert again.returncode == 1 and "is running on the data folder" in again.stderr
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("postgresql://herder:hunter2@127.0.0.1:1/herder", "does not answer: connection failed"),
+    ("mysql://herder@127.0.0.1/herder", "names no database herder can use"),
+    ("not a url", "names no database herder can use"),
+])
+def test_a_store_it_cannot_use_is_said_in_one_line(tmp_path: Path, url: str, said: str) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "herder", "server", "--port", "0",
+         "--data-dir", str(tmp_path / "data")],
+        env=os.environ | {"HERDER_DATABASE_URL": url}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert started.returncode == 1
+    assert "Traceback" not in started.stderr and said in started.stderr, started.stderr
+    assert "hunter2" not in started.stderr  # a password is never printed

@@ -90,11 +90,11 @@ def test_runs_of_deleted_jobs_follow_the_retention_they_ran_under(
     tmp_path = tmp_path / "files"
     counted, c = job_with_runs(db, "counted", [9, 8, 7, 6], {"max_runs": 1})
     plain, p = job_with_runs(db, "plain", [100, 2], None)
-    kept, k = job_with_runs(db, "kept", [100, 90], None)
+    _, k = job_with_runs(db, "kept", [100, 90], None)
     for job in (counted, plain):
         db.write_sync(job_store.delete, str(job.id))
     # A new job of the same name is another job: its history is its own.
-    again, a = job_with_runs(db, "counted", [3], None)
+    _, a = job_with_runs(db, "counted", [3], None)
     for run_id in c + p + k + a:
         (tmp_path / str(run_id)).mkdir(parents=True)
 

@@ -13,6 +13,7 @@ from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
 from herder.api.routes import health, jobs, runs
+from herder.api.schemas import ERROR_RESPONSES
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A self-hosted job orchestrator: schedule, run, chain and watch jobs.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)

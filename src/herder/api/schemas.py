@@ -341,3 +341,30 @@ class Page(BaseModel, Generic[T]):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable, e.g. not_found, invalid, conflict, name_taken")
+    message: str = Field(description="what went wrong and, where it helps, what to do")
+    details: Any = Field(None, description="more, by error: the field problems of a 422")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer has this body, whatever its status."""
+
+    error: ErrorInfo
+
+
+# Declared on every route, so clients generated from /openapi.json know the error body.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in [
+        (400, "malformed request (e.g. the body is not JSON)"),
+        (401, "no token, or a token that is unknown, expired or revoked"),
+        (403, "the token may not do this"),
+        (404, "no such object, or one the token may not see"),
+        (409, "the object's state does not allow it, or the name is taken"),
+        (413, "the request body is too large"),
+        (422, "invalid input; nothing was changed"),
+    ]
+}
