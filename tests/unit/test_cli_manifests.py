@@ -199,7 +199,7 @@ def bomb(levels: int = 9) -> str:
         ("a: &a [*a]\n", "nested deeper than 64 levels"),
         ("[" * 5000, "nested deeper than 64 levels"),
         ("{" * 5000, "nested deeper than 64 levels"),
-        ("on: 1\n", "the key True is not a string; quote it"),
+        ("1: x\n", "the key 1 is not a string; quote it"),
         ("a: !!binary aGVsbG8=\n", "a: a bytes value has no JSON form"),
         ("a: !!python/object:os.system {}\n", "line 1: could not determine a constructor"),
         ("a: 1\na: 2\n", "not valid YAML: line 2: the key 'a' is given twice"),

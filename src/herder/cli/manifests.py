@@ -207,12 +207,21 @@ def _read(path: Path | None, *, nofollow: bool) -> str:
 # -- documents --------------------------------------------------------------------------------
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Loader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses a key given twice in one mapping (the last would win)."""
+    """``SafeLoader`` that refuses a key given twice in one mapping (the last would win), and
+    reads a plain key that YAML 1.1 would make a boolean (``on``, ``yes``…) as the text it is:
+    a workflow's ``needs: [{step: x, on: failure}]`` means the key ``on``."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
+            if (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG
+                    and key_node.style is None):
+                key_node.tag = _STR_TAG
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 key = (key_node.tag, key_node.value)
                 if key in seen:
@@ -274,8 +283,7 @@ def _plain(value: Any, budget: list[int], loc: tuple[str, ...]) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _Bad(
-                    f"{_loc(loc)}the key {key!r} is not a string; quote it (YAML reads "
-                    "on, off, yes, no as booleans)"
+                    f"{_loc(loc)}the key {key!r} is not a string; quote it"
                 )
             result[key] = _plain(item, budget, (*loc, key))
         return result
