@@ -423,3 +423,19 @@ def parse_workflow(data: object) -> WorkflowSpec:
 def from_dict(data: Mapping[str, Any]) -> WorkflowSpec:
     """Read back what ``WorkflowSpec.to_dict`` wrote (checked again: it is cheap)."""
     return parse_workflow({k: v for k, v in data.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workflow:
+    """A stored workflow: its spec plus what the store adds."""
+
+    id: int
+    spec: WorkflowSpec
+    created_at: Any
+    updated_at: Any
+    next_run_at: Any = None  # the next slot its schedule fires at, if enabled
+    schedule_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return self.spec.ref
