@@ -179,9 +179,15 @@ def get(conn: Connection, ref: str) -> Workflow:
         query = query.where(workflows.c.namespace == namespace, workflows.c.name == name)
     row = conn.execute(query).first()
     if row is None:
-        what = f"id {workflow_id}" if workflow_id is not None else f"name {namespace}/{name}"
-        raise NotFound(f"no workflow with {what}", details={"workflow": ref[:200]})
+        raise not_found(ref)
     return _row_to_workflow(row)
+
+
+def not_found(ref: str) -> NotFound:
+    """The error for a workflow that does not exist (or that the caller may not see)."""
+    workflow_id, namespace, name = parse_ref(ref)
+    what = f"id {workflow_id}" if workflow_id is not None else f"name {namespace}/{name}"
+    return NotFound(f"no workflow with {what}", details={"workflow": ref[:200]})
 
 
 def search(

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from herder.api.deps import DbDep, EngineDep
+from herder.api.errors import invalid
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
 from herder.engine import scheduler
 from herder.model.errors import InvalidSpec
@@ -142,12 +143,7 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
         try:
             spec = JobIn.model_validate(merged).to_spec()
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidSpec(
-                f"{where}: {str(first['msg']).removeprefix('Value error, ')}",
-                details=[{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()],
-            ) from None
+            raise invalid(exc) from None
         return job_store.update(conn, job.id, spec, engine.clock())
 
     job = await engine.db.write(patch)

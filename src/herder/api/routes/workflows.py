@@ -1,0 +1,129 @@
+"""``/api/v1/workflows``: define, list, change and delete workflows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from herder.api.auth import Permission, PrincipalDep
+from herder.api.deps import DbDep, EngineDep
+from herder.api.errors import invalid
+from herder.api.routes.jobs import parse_cursor, parse_labels
+from herder.api.schemas import Page
+from herder.api.workflow_schemas import WorkflowIn, WorkflowOut, WorkflowPatch
+from herder.model.errors import InvalidSpec
+from herder.model.workflows import Workflow, WorkflowSpec
+from herder.store import jobs as job_store
+from herder.store import workflows as store
+
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+
+def _may_edit(principal: PrincipalDep, spec: WorkflowSpec) -> None:
+    principal.check(Permission.EDIT, spec.namespace,
+                    missing=store.not_found(spec.ref).message)
+
+
+def _found(conn: Connection, ref: str, principal: PrincipalDep, permission: Permission) -> Workflow:
+    workflow = store.get(conn, ref)
+    principal.check(permission, workflow.spec.namespace, missing=store.not_found(ref).message)
+    return workflow
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowOut)
+async def create_workflow(
+    body: WorkflowIn, engine: EngineDep, principal: PrincipalDep
+) -> WorkflowOut:
+    """Create a workflow; 409 if its namespace already has one by that name, 422 naming the
+    step at fault if it is not a graph that can run (or runs a job that does not exist)."""
+    spec = body.to_spec()
+    _may_edit(principal, spec)
+    return WorkflowOut.of(await engine.db.write(store.create, spec, engine.clock()))
+
+
+@router.put("/{ref:path}", response_model=WorkflowOut, responses={201: {"model": WorkflowOut}})
+async def replace_workflow(
+    ref: str, body: WorkflowIn, engine: EngineDep, principal: PrincipalDep, response: Response
+) -> WorkflowOut:
+    """Create or replace the workflow named by the body (idempotent apply)."""
+    spec = body.to_spec()
+    if ref not in (spec.name, spec.ref) and not job_store.is_id(ref):
+        raise InvalidSpec(f"the path names {ref[:100]!r} but the body names {spec.ref}")
+    _may_edit(principal, spec)
+
+    def apply(conn: Connection) -> tuple[Workflow, bool]:
+        if job_store.is_id(ref):
+            old = _found(conn, ref, principal, Permission.EDIT)
+            return store.update(conn, old.id, spec, engine.clock()), False
+        return store.replace(conn, spec, engine.clock())
+
+    workflow, created = await engine.db.write(apply)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return WorkflowOut.of(workflow)
+
+
+@router.get("", response_model=Page[WorkflowOut])
+async def list_workflows(
+    db: DbDep,
+    principal: PrincipalDep,
+    namespace: str | None = None,
+    label: Annotated[list[str], Query(description="k=v, repeatable")] = [],  # noqa: B006
+    enabled: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Page[WorkflowOut]:
+    """Workflows in id order, filtered; ``next_cursor`` pages on."""
+    found = await db.read(
+        store.search, namespace=namespace, namespaces=principal.readable(),
+        labels=parse_labels(label), enabled=enabled, q=q, limit=limit + 1,
+        after_id=parse_cursor(cursor),
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    return Page[WorkflowOut](
+        items=[WorkflowOut.of(w) for w in found],
+        next_cursor=str(found[-1].id) if more else None,
+    )
+
+
+@router.get("/{ref:path}", response_model=WorkflowOut)
+async def get_workflow(ref: str, db: DbDep, principal: PrincipalDep) -> WorkflowOut:
+    """One workflow by id, ``namespace/name`` or name (in ``default``)."""
+    return WorkflowOut.of(await db.read(_found, ref, principal, Permission.READ))
+
+
+@router.patch("/{ref:path}", response_model=WorkflowOut)
+async def patch_workflow(
+    ref: str, body: WorkflowPatch, engine: EngineDep, principal: PrincipalDep
+) -> WorkflowOut:
+    """Change some fields; the whole result is checked as a new spec before anything changes."""
+    changes = body.model_dump(exclude_unset=True)
+
+    def patch(conn: Connection) -> Workflow:
+        old = _found(conn, ref, principal, Permission.EDIT)
+        merged: dict[str, Any] = old.spec.to_dict() | changes
+        try:
+            spec = WorkflowIn.model_validate(merged).to_spec()
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        if spec.namespace != old.spec.namespace:
+            _may_edit(principal, spec)
+        return store.update(conn, old.id, spec, engine.clock())
+
+    return WorkflowOut.of(await engine.db.write(patch))
+
+
+@router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_workflow(ref: str, db: DbDep, principal: PrincipalDep) -> Response:
+    """Delete the workflow; 409 while another workflow runs it as a step."""
+
+    def delete(conn: Connection) -> None:
+        _found(conn, ref, principal, Permission.EDIT)
+        store.delete(conn, ref)
+
+    await db.write(delete)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
