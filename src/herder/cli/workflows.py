@@ -1,0 +1,194 @@
+"""``herder workflow …``: create, list, show and delete workflow definitions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from herder.cli import render
+from herder.cli.common import OutputOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.manifests import read_object_file
+from herder.cli.render import Output
+
+app = typer.Typer(
+    name="workflow",
+    help="Create, list, show and delete workflows: graphs of steps that run jobs or commands.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+WorkflowArg = Annotated[
+    str, typer.Argument(metavar="WORKFLOW", help="id, namespace/name, or a name in 'default'")
+]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file", "-f", metavar="FILE",
+            help="a workflow as JSON or YAML (a kind: Workflow manifest too); - reads stdin",
+        ),
+    ],
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Create a workflow from a file; the server checks its graph and the jobs it runs."""
+    fmt = output_of(ctx, output)
+    body = read_object_file(file, "Workflow")
+    with connect(ctx, server) as api:
+        found = api.create_workflow(body)
+    if fmt is not Output.TABLE:
+        render.emit(found, fmt)
+        return
+    render.hint(f"created workflow {found.get('ref')} (id {found.get('id')})")
+    render.out().print(workflow_panel(found))
+
+
+@app.command("list")
+def list_workflows(
+    ctx: typer.Context,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="repeatable")
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="text to search for")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="per page")] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", "-a", help="every page, not the first")
+    ] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """List workflows."""
+    labels = [f"{k}={v}" for k, v in pairs(label, "--label").items()]
+    params = {"namespace": namespace, "label": labels, "q": query, "limit": limit}
+    with connect(ctx, server) as api:
+        found = api.list_workflows(params, all_pages=all_pages)
+    render.page(found, output_of(ctx, output), workflows_table, "workflows")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Show a workflow: its steps, what each does and what it needs."""
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        found = api.get_workflow(workflow)
+    if fmt is not Output.TABLE:
+        render.emit(found, fmt)
+        return
+    render.out().print(workflow_panel(found))
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    workflow: WorkflowArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    server: ServerOpt = None,
+) -> None:
+    """Delete a workflow definition."""
+    if not yes:
+        typer.confirm(f"delete workflow {workflow}?", abort=True, err=True)
+    with connect(ctx, server) as api:
+        api.delete_workflow(workflow)
+    render.out().print(f"deleted workflow {workflow}", markup=False)
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def workflows_table(workflows: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("WORKFLOW", overflow="ellipsis")
+    table.add_column("STEPS", justify="right", no_wrap=True)
+    table.add_column("ENABLED", no_wrap=True)
+    table.add_column("NEXT RUN", no_wrap=True)
+    for workflow in workflows:
+        steps = workflow.get("steps")
+        table.add_row(
+            render.cell(workflow.get("id")),
+            render.cell(workflow.get("ref")),
+            render.cell(len(steps) if isinstance(steps, list) else "?"),
+            Text("yes", style="green") if workflow.get("enabled") else Text("no", style="yellow"),
+            render.next_run(workflow),
+        )
+    return table
+
+
+def does(step: Mapping[str, Any]) -> str:
+    """What a step does, in a few words."""
+    if step.get("job") is not None:
+        return f"job {step['job']}"
+    if step.get("workflow") is not None:
+        return f"workflow {step['workflow']}"
+    if step.get("approval") is not None:
+        message = (step.get("approval") or {}).get("message") or ""
+        return f"approval{': ' + message if message else ''}"
+    return render.command_text(step.get("command"))
+
+
+def needs(step: Mapping[str, Any]) -> str:
+    shown = []
+    for need in step.get("needs") or []:
+        if isinstance(need, Mapping):
+            on = need.get("on", "success")
+            shown.append(str(need.get("step")) + ("" if on == "success" else f" ({on})"))
+    return ", ".join(shown) or "-"
+
+
+def _notes(step: Mapping[str, Any]) -> str:
+    notes = []
+    if step.get("foreach") is not None:
+        limit = step.get("parallelism")
+        notes.append(f"foreach {step['foreach']}" + (f" ({limit} at once)" if limit else ""))
+    if step.get("timeout"):
+        notes.append(f"timeout {render.elapsed(float(step['timeout']))}")
+    if step.get("retries"):
+        notes.append(f"retries {step['retries'].get('limit')}")
+    return "; ".join(notes)
+
+
+def steps_table(workflow: Mapping[str, Any]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("STEP", no_wrap=True)
+    table.add_column("DOES", overflow="fold")
+    table.add_column("NEEDS", overflow="fold")
+    table.add_column("NOTES", overflow="fold")
+    for section in ("steps", "on_failure"):
+        for step in workflow.get(section) or []:
+            name = Text(str(step.get("name")))
+            if section == "on_failure":
+                name.append(" (on failure)", style="red")
+            table.add_row(name, does(step), needs(step), _notes(step))
+    return table
+
+
+def workflow_panel(workflow: Mapping[str, Any]) -> RenderableType:
+    """The steps in a panel titled with the workflow, and its settings beneath."""
+    title = Text(str(workflow.get("ref")), style="bold")
+    settings = Text.assemble(
+        ("id ", "dim"), render.cell(workflow.get("id")),
+        ("  parallelism ", "dim"), render.cell(workflow.get("parallelism") or "no limit"),
+        ("  enabled ", "dim"), "yes" if workflow.get("enabled") else "no",
+        ("  next run ", "dim"), render.next_run(workflow),
+        ("  updated ", "dim"), render.relative(workflow.get("updated_at")),
+    )
+    parts: list[RenderableType] = [Panel(steps_table(workflow), title=title, title_align="left"),
+                                   settings]
+    parts.extend(Text.assemble((f"{key} ", "dim"), json.dumps(workflow[key]))
+                 for key in ("params", "schedule") if workflow.get(key))
+    return Group(*parts)
