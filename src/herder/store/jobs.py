@@ -83,7 +83,24 @@ def scheduling(
     }
 
 
-def _values(spec: JobSpec, now: datetime) -> dict[str, Any]:
+class Definition(Protocol):
+    """What the row of a definition (a job, a workflow) is made of."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def description(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def values(spec: Definition, now: datetime) -> dict[str, Any]:
+    """The columns a job's (or workflow's) spec fills on a create or an update."""
     return {
         "namespace": spec.namespace,
         "name": spec.name,
@@ -100,7 +117,7 @@ def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
     try:
         job_id = conn.execute(
             jobs.insert().values(
-                **_values(spec, now), **scheduling(None, None, spec, now), created_at=now,
+                **values(spec, now), **scheduling(None, None, spec, now), created_at=now,
                 run_count=0
             )
         ).inserted_primary_key
@@ -130,7 +147,7 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
         conn.execute(
             jobs.update()
             .where(jobs.c.id == job_id)
-            .values(**_values(spec, now), **scheduling(old.spec, old.schedule_state, spec, now))
+            .values(**values(spec, now), **scheduling(old.spec, old.schedule_state, spec, now))
         )
     except IntegrityError as exc:
         raise NameTaken(

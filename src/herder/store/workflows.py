@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.workflows import Workflow, WorkflowSpec, from_dict, refers_to
-from herder.store.jobs import parse_ref, scheduling
+from herder.store.jobs import parse_ref, scheduling, values
 from herder.store.tables import jobs, workflows
 from herder.store.text import contains
 
@@ -30,18 +30,6 @@ def _row_to_workflow(row: Row[Any]) -> Workflow:
         next_run_at=row.next_run_at,
         schedule_state=row.schedule_state or {},
     )
-
-
-def _values(spec: WorkflowSpec, now: datetime) -> dict[str, Any]:
-    return {
-        "namespace": spec.namespace,
-        "name": spec.name,
-        "spec": spec.to_dict(),
-        "labels": spec.labels,
-        "enabled": spec.enabled,
-        "description": spec.description,
-        "updated_at": now,
-    }
 
 
 def _job_params(conn: Connection, namespace: str, name: str) -> dict[str, Any] | None:
@@ -122,7 +110,7 @@ def create(conn: Connection, spec: WorkflowSpec, now: datetime) -> Workflow:
     try:
         new_id = conn.execute(
             workflows.insert().values(
-                **_values(spec, now), **scheduling(None, None, spec, now, kind="workflow"),
+                **values(spec, now), **scheduling(None, None, spec, now, kind="workflow"),
                 created_at=now,
             )
         ).inserted_primary_key
@@ -148,7 +136,7 @@ def update(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: datetime
     try:
         conn.execute(
             workflows.update().where(workflows.c.id == workflow_id).values(
-                **_values(spec, now),
+                **values(spec, now),
                 **scheduling(old.spec, old.schedule_state, spec, now, kind="workflow"),
             )
         )

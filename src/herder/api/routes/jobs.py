@@ -81,12 +81,7 @@ async def list_jobs(
         job_store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
         q=q, limit=limit + 1, after_id=parse_cursor(cursor),
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[JobOut](
-        items=[JobOut.of(j) for j in found],
-        next_cursor=str(found[-1].id) if more else None,
-    )
+    return Page[JobOut].of(found, limit, JobOut.of)
 
 
 @router.post("/{ref:path}/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)

@@ -82,12 +82,7 @@ async def list_workflows(
         labels=parse_labels(label), enabled=enabled, q=q, limit=limit + 1,
         after_id=parse_cursor(cursor),
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[WorkflowOut](
-        items=[WorkflowOut.of(w) for w in found],
-        next_cursor=str(found[-1].id) if more else None,
-    )
+    return Page[WorkflowOut].of(found, limit, WorkflowOut.of)
 
 
 @router.get("/{ref:path}", response_model=WorkflowOut)
