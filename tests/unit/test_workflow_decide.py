@@ -12,7 +12,7 @@ from herder.model.errors import Conflict
 from herder.model.runs import RunStatus
 from herder.model.workflow_controls import can_skip, rerun_from_failed, retry_step
 from herder.model.workflow_runs import Decision, Start, decide
-from herder.model.workflow_state import AS_STEP, StepState, WorkflowStatus, context
+from herder.model.workflow_state import AS_STEP, FAILURE, StepState, WorkflowStatus, context
 from herder.model.workflows import WorkflowSpec, parse_workflow
 
 OK, FAIL, SKIP = RunStatus.SUCCESS, RunStatus.APP_ERROR, RunStatus.SKIPPED
@@ -254,6 +254,8 @@ def workflows(draw: st.DrawFn) -> WorkflowSpec:
         step: dict[str, Any] = {"name": f"s{i}", "command": "true", "needs": needs}
         if draw(st.booleans()) and i % 3 == 0:
             step["foreach"] = list(range(draw(st.integers(1, 4))))
+        if draw(st.booleans()):
+            step["retries"] = {"limit": 1, "backoff": 0}
         steps.append(step)
     handlers = [cmd("h0")] if draw(st.booleans()) else []
     parallelism = draw(st.one_of(st.none(), st.integers(1, 3)))
@@ -273,10 +275,11 @@ def test_driving_a_workflow_to_its_end_runs_every_step_once(
     spec: WorkflowSpec, data: st.DataObject
 ) -> None:
     """The engine's loop, in memory: apply each decision, end some running step at random.
-    Every step (and item) starts at most once, starts only after what it needs has ended,
+    Every step (and item) starts at most once per attempt, retries come only after a failure,
+    each starts only after what it needs has ended,
     parallelism holds, deciding twice gives the same answer, and the run ends."""
     states: dict[str, StepState] = {}
-    started_once: set[tuple[str, int | None]] = set()
+    started_once: set[tuple[str, int | None, int]] = set()
     for _ in range(200):
         decision = decide(spec, states)
         assert decide(spec, states) == decision  # a restart asks again: the same answer
@@ -284,9 +287,13 @@ def test_driving_a_workflow_to_its_end_runs_every_step_once(
             assert mark.step not in states
             states[mark.step] = StepState(status=mark.status, attempt=1)
         for start in decision.start:
-            key = (start.step, start.item)
+            key = (start.step, start.item, start.attempt)
             assert key not in started_once, f"{key} started twice"
             started_once.add(key)
+            if start.attempt > 1:
+                before = states[start.step]
+                before = before if start.item is None else before.items[start.item]
+                assert before.status in FAILURE and before.attempt == start.attempt - 1
             for need in spec.step(start.step).needs:
                 upstream = states[need.step]
                 assert upstream.items or upstream.status is not None
@@ -308,9 +315,9 @@ def test_driving_a_workflow_to_its_end_runs_every_step_once(
         name, item = data.draw(st.sampled_from(busy))
         ending = data.draw(ENDINGS)
         if item is None:
-            states[name] = StepState(status=ending, attempt=1)
+            states[name] = StepState(status=ending, attempt=states[name].attempt)
         else:
             items = dict(states[name].items)
-            items[item] = StepState(status=ending, attempt=1)
+            items[item] = StepState(status=ending, attempt=items[item].attempt)
             states[name] = StepState(items=items)
     raise AssertionError("the workflow did not end")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from herder.model.errors import InvalidSpec
-from herder.model.runs import RunStatus
+from herder.model.runs import TERMINAL, RunStatus
 from herder.model.workflow_graph import order
 from herder.model.workflow_state import (
     BUSY,
@@ -26,7 +26,6 @@ from herder.model.workflow_state import (
     StepState,
     WorkflowStatus,
     context,
-    ended_as,
     foreach_status,
     items_of,
     outcome,
@@ -99,15 +98,14 @@ class _Round:
         self.waiting = 0  # approvals waiting for a person
         self.start: list[Start] = []
         self.mark: list[Mark] = []
-        self.retries_due: list[Start] = []
-        self.free = spec.parallelism
 
     def count(self, state: StepState) -> None:
-        runs = state.items.values() if state.items else [state]
+        runs = state.items.values() if state.items else (state,)
         for run in runs:
-            if run.status in BUSY:
+            status = run.status
+            if status in BUSY:
                 self.busy += 1
-            elif run.status is RunStatus.ACTION_PENDING:
+            elif status is RunStatus.ACTION_PENDING:
                 self.waiting += 1
 
     def room(self) -> bool:
@@ -180,27 +178,44 @@ class _Round:
             if isinstance(found, RunStatus):
                 return found
             items = found
+        # One pass over the items started so far (a fan-out of thousands is decided once per
+        # item that ends, so this stays linear and cheap): which run, which wait to run again.
+        running = 0
+        again: list[int] = []  # set aside by a retry, or failed with a retry due
+        unfinished = len(items) - len(state.items)
+        for index, item in state.items.items():
+            status = item.status
+            if status is None:
+                again.append(index)
+            elif status not in TERMINAL:
+                running += status in BUSY
+            elif step.retries is None or not step.retries.wants(status, item.attempt):
+                continue
+            else:
+                again.append(index)
+            unfinished += 1
+        if not unfinished:
+            return foreach_status([state.items[i] for i in sorted(state.items)])
         limit = step.parallelism
-        running = sum(1 for s in state.items.values() if s.status in BUSY)
-        pending = False
-        for index, value in enumerate(items):
-            item = state.items.get(index, NOT_STARTED)
-            ended = ended_as(step.retries, item)
-            if ended is not None:
-                continue
-            pending = True
-            if item.status is not None and not item.status.terminal:
-                continue
+        for index in self._to_start(again, state.items, len(items)):
             if limit is not None and running >= limit:
                 break
-            start = Start(step=step.name, attempt=item.attempt + 1, item=index, value=value,
+            item = state.items.get(index, NOT_STARTED)
+            start = Start(step=step.name, attempt=item.attempt + 1, item=index,
+                          value=items[index],
                           delay=_delay(step, item, self.run_id, index) if item.status else 0.0)
             if not self.launch(start):
                 break
             running += 1
-        if pending:
-            return None
-        return foreach_status([state.items[i] for i in sorted(state.items)])
+        return None
+
+    @staticmethod
+    def _to_start(again: list[int], started: Mapping[int, StepState], count: int) -> Any:
+        """Items to start, in index order: those to run again, then those never started."""
+        yield from sorted(again)
+        # Items start in index order, so those never started usually follow the last one.
+        first = len(started) if not started or max(started) == len(started) - 1 else 0
+        yield from (i for i in range(first, count) if i not in started)
 
     def launch(self, start: Start) -> bool:
         if self.paused:
