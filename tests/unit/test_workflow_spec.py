@@ -131,6 +131,12 @@ def test_the_policy_fields_are_a_jobs() -> None:
         ([{"name": "a", "command": "true", "params": {"p-q": 1}}],
          "steps[0].params: 'p-q' is not a valid param name"),
         ([{"name": "a", "command": "{{ oops"}], "steps[0].command: template error"),
+        ([{"name": "a", "command": ["x", "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"]}],
+         "steps[0].command: template error: nested too deeply"),
+        ([{"name": "a", "command": ["x", "{{ " + "a." * 500 + "b }}"]}],
+         "steps[0].command: template error: nested too deeply"),
+        ([{"name": "a", "command": ["x"], "foreach": "{{ " + "[" * 400 + "]" * 400 + " }}"}],
+         "steps[0].foreach: template error: nested too deeply"),
     ],
 )
 def test_bad_steps_are_refused_with_their_path(steps: list[Any], expected: str) -> None:

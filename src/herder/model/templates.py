@@ -19,6 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from herder.model.errors import InvalidSpec
 
 MAX_RENDERED = 256 * 1024
+TOO_DEEP = "template error: nested too deeply"
 
 
 class Quoted(str):
@@ -101,10 +102,21 @@ def _compile(text: str, shell: bool) -> Any:
         parsed = env.parse(text)
     except TemplateError as exc:
         raise InvalidSpec(f"template error: {exc}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
     # Loops over huge ranges are the classic way to hang a renderer: no loops in commands.
-    if any(True for _ in parsed.find_all((nodes.For, nodes.Macro, nodes.CallBlock))):
+    try:
+        loops = any(True for _ in parsed.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
+    if loops:
         raise InvalidSpec("template error: loops and macros are not allowed in commands")
-    return env.from_string(text)
+    try:
+        return env.from_string(text)
+    except TemplateError as exc:
+        raise InvalidSpec(f"template error: {exc}") from exc
+    except (RecursionError, SyntaxError):  # Python's own limits on nesting, in the compiled code
+        raise InvalidSpec(TOO_DEEP) from None
 
 
 def check(text: str, *, shell: bool) -> None:
@@ -129,6 +141,8 @@ def render(text: str, context: Mapping[str, Any], *, shell: bool) -> str:
         raise InvalidSpec(f"template error: {exc}") from exc
     except (ArithmeticError, MemoryError, OverflowError) as exc:
         raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
     if len(result) > MAX_RENDERED:
         raise InvalidSpec("template error: the rendered command is larger than 256 KiB")
     return result
@@ -165,7 +179,10 @@ def references(text: str, *, shell: bool) -> list[tuple[str, ...]]:
         for child in node.iter_child_nodes():
             visit(child)
 
-    visit(parsed)
+    try:
+        visit(parsed)
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
     return found
 
 
@@ -175,6 +192,8 @@ def _expression(source: str) -> Any:
         return _ARGV_ENV.compile_expression(source, undefined_to_none=False)
     except TemplateError as exc:
         raise InvalidSpec(f"template error: {exc}") from exc
+    except (RecursionError, SyntaxError):
+        raise InvalidSpec(TOO_DEEP) from None
 
 
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
@@ -187,3 +206,5 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
         raise InvalidSpec(f"template error: {exc}") from exc
     except (ArithmeticError, MemoryError, OverflowError) as exc:
         raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
