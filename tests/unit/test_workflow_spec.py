@@ -199,7 +199,7 @@ def test_on_failure_steps_need_each_other_only_and_see_every_main_step() -> None
     message = refused(workflow(*base, on_failure=[
         {"name": "page", "command": "true", "needs": ["a"]}
     ]))
-    assert message.startswith("on_failure[0].needs[0]: 'a' is an main step; on_failure steps")
+    assert message.startswith("on_failure[0].needs[0]: 'a' is a main step; on_failure steps")
     message = refused(workflow(
         {"name": "a", "command": "true", "needs": ["page"]},
         on_failure=[{"name": "page", "command": "true"}],

@@ -74,7 +74,7 @@ def _needs(spec: WorkflowSpec) -> None:
                         "on_failure steps run once the workflow has failed, so they need only "
                         "other on_failure steps"
                     )
-                    raise InvalidSpec(f"{at}: {need.step!r} is an {_other(section)} step; {why}")
+                    raise InvalidSpec(f"{at}: {need.step!r} is {_other(section)} step; {why}")
                 if need.step not in own:
                     raise InvalidSpec(
                         f"{at}: unknown step {need.step!r}{_suggest(need.step, own)}"
@@ -88,7 +88,7 @@ def _needs(spec: WorkflowSpec) -> None:
 
 
 def _other(section: str) -> str:
-    return "on_failure" if section == "steps" else "main"
+    return "an on_failure" if section == "steps" else "a main"
 
 
 def order(spec: WorkflowSpec, steps: tuple[Step, ...]) -> list[Step]:
