@@ -127,24 +127,27 @@ def order(spec: WorkflowSpec, steps: tuple[Step, ...]) -> list[Step]:
 
 def _reachable(spec: WorkflowSpec, ordered: list[Step]) -> None:
     """Refuse a step whose inherited conditions ask a step to both succeed and fail."""
-    inherited: dict[str, dict[str, tuple[str, str]]] = {}  # step -> {x: (on, through)}
+    inherited: dict[str, dict[str, str]] = {}  # step -> {x: how x must have ended}
     for step in ordered:
-        conditions: dict[str, tuple[str, str]] = {}
+        conditions: dict[str, str] = {}
+        through: dict[str, str] = {}  # x -> the need it came through (for the message)
         for need in step.needs:
             if need.on == "always":
                 continue
-            upstream = {need.step: (need.on, need.step), **{
-                x: (on, need.step) for x, (on, _) in inherited.get(need.step, {}).items()
-            }}
-            for x, (on, through) in upstream.items():
-                known = conditions.get(x)
-                if known is not None and known[0] != on:
-                    raise InvalidSpec(
-                        f"{_where(spec, step.name)}.needs: {step.name!r} can never start: it "
-                        f"needs {x!r} to {_verb(known[0])} (through {known[1]!r}) and to "
-                        f"{_verb(on)} (through {through!r})"
-                    )
-                conditions.setdefault(x, (on, through))
+            upstream = inherited[need.step]
+            if conditions:  # a second need: the only place two conditions can disagree
+                for x, on in (*upstream.items(), (need.step, need.on)):
+                    if conditions.get(x, on) != on:
+                        raise InvalidSpec(
+                            f"{_where(spec, step.name)}.needs: {step.name!r} can never start: "
+                            f"it needs {x!r} to {_verb(conditions[x])} (through "
+                            f"{through[x]!r}) and to {_verb(on)} (through {need.step!r})"
+                        )
+                    through.setdefault(x, need.step)
+            else:
+                through = dict.fromkeys(upstream, need.step)
+                through[need.step] = need.step
+            conditions = {**upstream, **conditions, need.step: need.on}
         inherited[step.name] = conditions
 
 
@@ -155,20 +158,32 @@ def _verb(on: str) -> str:
 def visible_steps(spec: WorkflowSpec, step: Step) -> set[str]:
     """The steps whose outputs ``step``'s templates may read: its needs, transitively; an
     on_failure step also sees every main step (all have ended when it starts)."""
+    by_name = {s.name: s for s in (*spec.steps, *spec.on_failure)}
     seen: set[str] = set()
     todo = [n.step for n in step.needs]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(n.step for n in spec.step(name).needs)
-    if step in spec.on_failure:
+            todo.extend(n.step for n in by_name[name].needs)
+    if any(s.name == step.name for s in spec.on_failure):
         seen.update(s.name for s in spec.steps)
     return seen
 
 
+def visibility(spec: WorkflowSpec) -> dict[str, frozenset[str]]:
+    """``visible_steps`` of every step at once, in dependency order (a graph of a thousand
+    steps is checked in one pass, not a walk per step)."""
+    seen: dict[str, frozenset[str]] = {}
+    main = frozenset(s.name for s in spec.steps)
+    for steps, base in ((spec.steps, frozenset[str]()), (spec.on_failure, main)):
+        for step in order(spec, steps):
+            seen[step.name] = base.union(*(seen[n.step] | {n.step} for n in step.needs))
+    return seen
+
+
 def _check_reference(
-    chain: tuple[str, ...], *, params: Iterable[str], steps: set[str], item: bool
+    chain: tuple[str, ...], *, params: Iterable[str], steps: frozenset[str], item: bool
 ) -> str | None:
     """What is wrong with one name a template reads, or None."""
     root, rest = chain[0], chain[1:]
@@ -209,18 +224,30 @@ class _Sample(dict[str, Any]):
         return "sample"
 
 
-def _sample_context(spec: WorkflowSpec, step: Step, steps: set[str]) -> dict[str, Any]:
+class _SampleSteps(dict[str, Any]):
+    """The steps a template may read, each with sample outputs, made only when read."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def __missing__(self, key: str) -> dict[str, Any]:
+        if key not in self.names:
+            raise KeyError(key)
+        return {"outputs": _Sample(), "status": "SUCCESS"}
+
+
+def _sample_context(spec: WorkflowSpec, step: Step, steps: frozenset[str]) -> dict[str, Any]:
     return {
         "params": {**spec.params, **(step.params if step.kind == "command" else {})},
-        "steps": {name: {"outputs": _Sample(), "status": "SUCCESS"} for name in steps},
+        "steps": _SampleSteps(steps),
         "run": {"id": 1, "attempt": 1},
         "workflow": {"name": spec.name, "namespace": spec.namespace},
         "item": "item",
     }
 
 
-def _templates(spec: WorkflowSpec, step: Step, where: str) -> None:
-    steps = visible_steps(spec, step)
+def _templates(spec: WorkflowSpec, step: Step, where: str, steps: frozenset[str]) -> None:
     own = set(spec.params) | (set(step.params) if step.kind == "command" else set())
     looped = step.foreach is not None
     fields: list[tuple[str, str, bool, set[str], bool]] = []  # where, text, shell, params, item
@@ -253,9 +280,10 @@ def check(spec: WorkflowSpec) -> None:
     _needs(spec)
     for steps in (spec.steps, spec.on_failure):
         _reachable(spec, order(spec, steps))
+    seen = visibility(spec)
     for section in ("steps", "on_failure"):
         for i, step in enumerate(getattr(spec, section)):
-            _templates(spec, step, f"{section}[{i}]")
+            _templates(spec, step, f"{section}[{i}]", seen[step.name])
 
 
 def dependents(spec: WorkflowSpec) -> Mapping[str, list[str]]:

@@ -420,9 +420,48 @@ def parse_workflow(data: object) -> WorkflowSpec:
     return spec
 
 
+def _step_from(data: Mapping[str, Any]) -> Step:
+    approval = data.get("approval")
+    return Step(
+        name=data["name"],
+        description=data.get("description", ""),
+        job=data.get("job"),
+        command=data.get("command"),
+        workflow=data.get("workflow"),
+        approval=None if approval is None else Approval(message=approval.get("message", "")),
+        params=dict(data.get("params") or {}),
+        env=dict(data.get("env") or {}),
+        needs=tuple(Need(step=n["step"], on=n["on"]) for n in data.get("needs") or ()),
+        foreach=data.get("foreach"),
+        parallelism=data.get("parallelism"),
+        timeout=data.get("timeout"),
+        retries=parse_retries(data.get("retries")),
+        backend=data.get("backend"),
+    )
+
+
 def from_dict(data: Mapping[str, Any]) -> WorkflowSpec:
-    """Read back what ``WorkflowSpec.to_dict`` wrote (checked again: it is cheap)."""
-    return parse_workflow({k: v for k, v in data.items() if v is not None})
+    """Read back what ``WorkflowSpec.to_dict`` wrote. It was checked on the way in, so it is
+    not checked again: reading a workflow of a thousand steps costs no template compiles."""
+    schedule = data.get("schedule")
+    return WorkflowSpec(
+        name=data["name"],
+        namespace=data["namespace"],
+        description=data.get("description", ""),
+        labels=dict(data.get("labels") or {}),
+        annotations=dict(data.get("annotations") or {}),
+        params=dict(data.get("params") or {}),
+        steps=tuple(_step_from(s) for s in data["steps"]),
+        on_failure=tuple(_step_from(s) for s in data.get("on_failure") or ()),
+        parallelism=data.get("parallelism"),
+        schedule=None if schedule is None else parse_schedule(schedule),
+        misfire=parse_misfire(data.get("misfire")),
+        concurrency=data.get("concurrency", "allow"),
+        max_active=data.get("max_active", 1),
+        enabled=data.get("enabled", True),
+        timeout=data.get("timeout"),
+        retention=parse_retention(data.get("retention")),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

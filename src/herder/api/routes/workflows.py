@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import ValidationError
@@ -14,12 +15,18 @@ from herder.api.errors import invalid
 from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import Page
 from herder.api.workflow_schemas import WorkflowIn, WorkflowOut, WorkflowPatch
-from herder.model.errors import InvalidSpec
+from herder.model.errors import Conflict, InvalidSpec
 from herder.model.workflows import Workflow, WorkflowSpec
 from herder.store import jobs as job_store
 from herder.store import workflows as store
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+
+async def checked(body: WorkflowIn) -> WorkflowSpec:
+    """The body's spec, checked on a thread: a graph of a thousand steps with their templates
+    takes a moment, which neither the event loop nor the store's writer should wait for."""
+    return await asyncio.to_thread(body.to_spec)
 
 
 def _may_edit(principal: PrincipalDep, spec: WorkflowSpec) -> None:
@@ -39,7 +46,7 @@ async def create_workflow(
 ) -> WorkflowOut:
     """Create a workflow; 409 if its namespace already has one by that name, 422 naming the
     step at fault if it is not a graph that can run (or runs a job that does not exist)."""
-    spec = body.to_spec()
+    spec = await checked(body)
     _may_edit(principal, spec)
     return WorkflowOut.of(await engine.db.write(store.create, spec, engine.clock()))
 
@@ -49,7 +56,7 @@ async def replace_workflow(
     ref: str, body: WorkflowIn, engine: EngineDep, principal: PrincipalDep, response: Response
 ) -> WorkflowOut:
     """Create or replace the workflow named by the body (idempotent apply)."""
-    spec = body.to_spec()
+    spec = await checked(body)
     if ref not in (spec.name, spec.ref) and not job_store.is_id(ref):
         raise InvalidSpec(f"the path names {ref[:100]!r} but the body names {spec.ref}")
     _may_edit(principal, spec)
@@ -97,17 +104,21 @@ async def patch_workflow(
 ) -> WorkflowOut:
     """Change some fields; the whole result is checked as a new spec before anything changes."""
     changes = body.model_dump(exclude_unset=True)
+    old = await engine.db.read(_found, ref, principal, Permission.EDIT)
+    try:
+        merged = WorkflowIn.model_validate(old.spec.to_dict() | changes)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    spec = await checked(merged)
+    if spec.namespace != old.spec.namespace:
+        _may_edit(principal, spec)
 
     def patch(conn: Connection) -> Workflow:
-        old = _found(conn, ref, principal, Permission.EDIT)
-        merged: dict[str, Any] = old.spec.to_dict() | changes
-        try:
-            spec = WorkflowIn.model_validate(merged).to_spec()
-        except ValidationError as exc:
-            raise invalid(exc) from None
-        if spec.namespace != old.spec.namespace:
-            _may_edit(principal, spec)
-        return store.update(conn, old.id, spec, engine.clock())
+        current = _found(conn, ref, principal, Permission.EDIT)
+        if current.updated_at != old.updated_at:  # checked outside the write: still the same?
+            raise Conflict(f"workflow {current.ref} changed while this change was checked; "
+                           "send it again")
+        return store.update(conn, current.id, spec, engine.clock())
 
     return WorkflowOut.of(await engine.db.write(patch))
 
