@@ -86,6 +86,12 @@ def test_put_creates_then_replaces_and_patch_changes_a_field(
     assert bad["message"] == "parallelism: must be a whole number from 1 to 10000"
     assert shared_server.client.get(path).json()["parallelism"] == 2  # nothing changed
 
+    disabled = shared_server.client.post(f"{path}/disable")
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    enabled = shared_server.client.post(f"{path}/enable").json()
+    assert enabled["enabled"] is True and enabled["next_run_at"] is not None
+    assert enabled["parallelism"] == 2
+
     mismatch = error(shared_server.client.put(f"{API}/{namespace}/other", json=etl(namespace)),
                      422)
     assert "the path names" in mismatch["message"]

@@ -160,10 +160,17 @@ def test_workflow_commands_create_list_show_delete(shared_server: Server, tmp_pa
 
     shown = shared_server.cli("workflow", "show", "cli/hello")
     assert shown.returncode == 0, shown.stderr
-    for text in ("echo hi", "a (always)", "foreach [1, 2] (1 at once)", "approval: go?"):
+    for text in ("└── a  echo hi", "b (always)  true  [foreach [1, 2] (1 at once)]",
+                 "ok  approval: go?"):
         assert text in shown.stdout, shown.stdout
     assert json.loads(shared_server.cli("workflow", "show", "cli/hello", "-o", "json").stdout)[
         "name"] == "hello"
+
+    disabled = shared_server.cli("workflow", "disable", "cli/hello")
+    assert disabled.stdout == "workflow cli/hello disabled\n", disabled.stderr
+    assert shared_server.client.get("/api/v1/workflows/cli/hello").json()["enabled"] is False
+    assert shared_server.cli("workflow", "enable", "cli/hello").returncode == 0
+    assert shared_server.client.get("/api/v1/workflows/cli/hello").json()["enabled"] is True
 
     again = shared_server.cli("workflow", "create", "-f", str(f))
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -276,6 +276,9 @@ class Client:
     def get_workflow(self, ref: str) -> dict[str, Any]:
         return _object(self.get(object_path("workflow", ref)))
 
+    def set_workflow_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
+        return _object(self.post(object_path("workflow", ref, "enable" if enabled else "disable")))
+
     def delete_workflow(self, ref: str) -> None:
         self.request("DELETE", object_path("workflow", ref))
 

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from herder.cli import render
 from herder.cli.common import OutputOpt, ServerOpt, connect, output_of, pairs
@@ -20,7 +21,8 @@ from herder.cli.render import Output
 
 app = typer.Typer(
     name="workflow",
-    help="Create, list, show and delete workflows: graphs of steps that run jobs or commands.",
+    help="Create, list, show, delete, enable and disable workflows: graphs of steps that run "
+    "jobs or commands.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -107,6 +109,35 @@ def delete(
     render.out().print(f"deleted workflow {workflow}", markup=False)
 
 
+@app.command("enable")
+def enable(
+    ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Resume a workflow's schedule."""
+    _set_enabled(ctx, workflow, True, server, output)
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Pause a workflow's schedule; nothing is lost, `enable` resumes it."""
+    _set_enabled(ctx, workflow, False, server, output)
+
+
+def _set_enabled(
+    ctx: typer.Context, workflow: str, enabled: bool, server: str | None, output: Output | None
+) -> None:
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        found = api.set_workflow_enabled(workflow, enabled)
+    if fmt is not Output.TABLE:
+        render.emit(found, fmt)
+        return
+    render.out().print(f"workflow {found.get('ref') or workflow} "
+                       f"{'enabled' if enabled else 'disabled'}", markup=False)
+
+
 # -- rendering --------------------------------------------------------------------------------
 
 
@@ -162,23 +193,44 @@ def _notes(step: Mapping[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def steps_table(workflow: Mapping[str, Any]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("STEP", no_wrap=True)
-    table.add_column("DOES", overflow="fold")
-    table.add_column("NEEDS", overflow="fold")
-    table.add_column("NOTES", overflow="fold")
-    for section in ("steps", "on_failure"):
-        for step in workflow.get(section) or []:
-            name = Text(str(step.get("name")))
-            if section == "on_failure":
-                name.append(" (on failure)", style="red")
-            table.add_row(name, does(step), needs(step), _notes(step))
-    return table
+def steps_tree(workflow: Mapping[str, Any], section: str = "steps") -> Tree:
+    """The graph as a tree: steps that need nothing at the root, each step under the steps it
+    needs (with the condition when it is not success); a step met again is named, not
+    repeated."""
+    steps = [s for s in workflow.get(section) or [] if isinstance(s, Mapping)]
+    below: dict[str, list[tuple[Mapping[str, Any], str]]] = {str(s.get("name")): [] for s in steps}
+    for step in steps:
+        for need in step.get("needs") or []:
+            if isinstance(need, Mapping) and str(need.get("step")) in below:
+                below[str(need["step"])].append((step, str(need.get("on", "success"))))
+    tree = Tree(Text("on failure" if section == "on_failure" else "steps", style="bold"))
+    shown: set[str] = set()
+
+    def add(parent: Tree, step: Mapping[str, Any], on: str) -> None:
+        name = str(step.get("name"))
+        label = Text(name, style="bold")
+        if on != "success":
+            label.append(" (always)" if on == "always" else f" (on {on})", style="yellow")
+        if name in shown:
+            parent.add(label.append(" …", style="dim"))
+            return
+        shown.add(name)
+        label.append(f"  {does(step)}")
+        notes = _notes(step)
+        if notes:
+            label.append(f"  [{notes}]", style="dim")
+        branch = parent.add(label)
+        for child, condition in below[name]:
+            add(branch, child, condition)
+
+    for step in steps:
+        if not step.get("needs"):
+            add(tree, step, "success")
+    return tree
 
 
 def workflow_panel(workflow: Mapping[str, Any]) -> RenderableType:
-    """The steps in a panel titled with the workflow, and its settings beneath."""
+    """The graph in a panel titled with the workflow, and its settings beneath."""
     title = Text(str(workflow.get("ref")), style="bold")
     settings = Text.assemble(
         ("id ", "dim"), render.cell(workflow.get("id")),
@@ -187,7 +239,10 @@ def workflow_panel(workflow: Mapping[str, Any]) -> RenderableType:
         ("  next run ", "dim"), render.next_run(workflow),
         ("  updated ", "dim"), render.relative(workflow.get("updated_at")),
     )
-    parts: list[RenderableType] = [Panel(steps_table(workflow), title=title, title_align="left"),
+    trees: list[RenderableType] = [steps_tree(workflow)]
+    if workflow.get("on_failure"):
+        trees.append(steps_tree(workflow, "on_failure"))
+    parts: list[RenderableType] = [Panel(Group(*trees), title=title, title_align="left"),
                                    settings]
     parts.extend(Text.assemble((f"{key} ", "dim"), json.dumps(workflow[key]))
                  for key in ("params", "schedule") if workflow.get(key))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -90,6 +91,31 @@ async def list_workflows(
         after_id=parse_cursor(cursor),
     )
     return Page[WorkflowOut].of(found, limit, WorkflowOut.of)
+
+
+@router.post("/{ref:path}/enable", response_model=WorkflowOut)
+async def enable_workflow(ref: str, engine: EngineDep, principal: PrincipalDep) -> WorkflowOut:
+    """Resume the workflow's schedule; slots missed while paused follow its misfire policy."""
+    return await _set_enabled(ref, True, engine, principal)
+
+
+@router.post("/{ref:path}/disable", response_model=WorkflowOut)
+async def disable_workflow(ref: str, engine: EngineDep, principal: PrincipalDep) -> WorkflowOut:
+    """Pause the workflow's schedule; nothing is lost."""
+    return await _set_enabled(ref, False, engine, principal)
+
+
+async def _set_enabled(
+    ref: str, enabled: bool, engine: EngineDep, principal: PrincipalDep
+) -> WorkflowOut:
+    def switch(conn: Connection) -> Workflow:
+        workflow = _found(conn, ref, principal, Permission.EDIT)
+        if workflow.spec.enabled == enabled:
+            return workflow
+        spec = dataclasses.replace(workflow.spec, enabled=enabled)
+        return store.update(conn, workflow.id, spec, engine.clock())
+
+    return WorkflowOut.of(await engine.db.write(switch))
 
 
 @router.get("/{ref:path}", response_model=WorkflowOut)
