@@ -104,3 +104,16 @@ def test_a_schedule_gives_the_next_run_and_disabling_clears_it(db: Database) -> 
     assert paused.next_run_at is None and paused.schedule_state["disabled_at"]
     with pytest.raises(InvalidSpec, match="the workflow would never run"):
         db.write_sync(store.create, spec("once", schedule={"at": "2020-01-01T00:00:00Z"}), NOW)
+
+
+def test_what_the_caller_may_not_read_counts_as_missing(db: Database) -> None:
+    db.write_sync(job_store.create, JobSpec(name="secret", namespace="ops", command="true"), NOW)
+    db.write_sync(store.create, spec("hidden", "ops"), NOW)
+    only_data = lambda namespace: namespace == "data"  # noqa: E731
+    wanted = spec(steps=[{"name": "x", "job": "ops/secret"}])
+    with pytest.raises(InvalidSpec, match=r"steps\[0\].job: no job ops/secret; create it first"):
+        db.write_sync(store.create, wanted, NOW, only_data)
+    nested = spec(steps=[{"name": "x", "workflow": "ops/hidden"}])
+    with pytest.raises(InvalidSpec, match=r"steps\[0\].workflow: no workflow ops/hidden"):
+        db.write_sync(store.create, nested, NOW, only_data)
+    assert db.write_sync(store.create, wanted, NOW).spec.steps[0].job == "ops/secret"

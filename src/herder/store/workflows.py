@@ -5,6 +5,7 @@ transaction that would have stored it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,15 +52,24 @@ def _spec_of(conn: Connection, namespace: str, name: str) -> WorkflowSpec | None
     return None if row is None else from_dict(row.spec)
 
 
-def check_references(conn: Connection, spec: WorkflowSpec) -> None:
+MayRead = Callable[[str], bool]
+
+
+def _anyone(namespace: str) -> bool:
+    return True
+
+
+def check_references(conn: Connection, spec: WorkflowSpec, may_read: MayRead = _anyone) -> None:
     """Every job a step runs exists and declares the params the step gives it; every nested
-    workflow exists, and none contains, however deep, the workflow being saved."""
+    workflow exists, and none contains, however deep, the workflow being saved. What is in a
+    namespace the caller may not read (``may_read``) counts as missing, with the same
+    message, so that a workflow cannot be used to probe other namespaces."""
     for section in ("steps", "on_failure"):
         for i, step in enumerate(getattr(spec, section)):
             at = f"{section}[{i}]"
             if step.job is not None:
                 namespace, name = refers_to(step.job, spec.namespace)
-                declared = _job_params(conn, namespace, name)
+                declared = _job_params(conn, namespace, name) if may_read(namespace) else None
                 if declared is None:
                     raise InvalidSpec(
                         f"{at}.job: no job {namespace}/{name}; create it first (herder apply "
@@ -73,10 +83,12 @@ def check_references(conn: Connection, spec: WorkflowSpec) -> None:
                         f"it declares: {', '.join(sorted(declared)) or 'none'}"
                     )
             if step.workflow is not None:
-                _nesting(conn, spec, f"{at}.workflow", step.workflow)
+                _nesting(conn, spec, f"{at}.workflow", step.workflow, may_read)
 
 
-def _nesting(conn: Connection, spec: WorkflowSpec, at: str, reference: str) -> None:
+def _nesting(
+    conn: Connection, spec: WorkflowSpec, at: str, reference: str, may_read: MayRead
+) -> None:
     namespace, name = refers_to(reference, spec.namespace)
     trail = [spec.ref]
     todo = [(namespace, name, [*trail, f"{namespace}/{name}"])]
@@ -92,7 +104,7 @@ def _nesting(conn: Connection, spec: WorkflowSpec, at: str, reference: str) -> N
         if f"{space}/{wanted}" in seen:
             continue
         seen.add(f"{space}/{wanted}")
-        nested = _spec_of(conn, space, wanted)
+        nested = _spec_of(conn, space, wanted) if may_read(space) else None
         if nested is None:
             if len(path) == 2:
                 raise InvalidSpec(f"{at}: no workflow {space}/{wanted}; create it first",
@@ -104,9 +116,11 @@ def _nesting(conn: Connection, spec: WorkflowSpec, at: str, reference: str) -> N
                 todo.append((*inner, [*path, "/".join(inner)]))
 
 
-def create(conn: Connection, spec: WorkflowSpec, now: datetime) -> Workflow:
+def create(
+    conn: Connection, spec: WorkflowSpec, now: datetime, may_read: MayRead = _anyone
+) -> Workflow:
     """Insert a new workflow; ``NameTaken`` if its namespace has one by that name."""
-    check_references(conn, spec)
+    check_references(conn, spec, may_read)
     try:
         new_id = conn.execute(
             workflows.insert().values(
@@ -127,10 +141,13 @@ def _taken(spec: WorkflowSpec) -> NameTaken:
     )
 
 
-def update(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: datetime) -> Workflow:
+def update(
+    conn: Connection, workflow_id: int, spec: WorkflowSpec, now: datetime,
+    may_read: MayRead = _anyone,
+) -> Workflow:
     """Store a new spec for an existing workflow (its name and namespace may change)."""
     old = get(conn, str(workflow_id))
-    check_references(conn, spec)
+    check_references(conn, spec, may_read)
     if spec.to_dict() == old.spec.to_dict():
         return old  # nothing changed: updated_at stays, as apply reports it
     try:
@@ -145,7 +162,9 @@ def update(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: datetime
     return get(conn, str(workflow_id))
 
 
-def replace(conn: Connection, spec: WorkflowSpec, now: datetime) -> tuple[Workflow, bool]:
+def replace(
+    conn: Connection, spec: WorkflowSpec, now: datetime, may_read: MayRead = _anyone
+) -> tuple[Workflow, bool]:
     """Create or replace by (namespace, name); answers the workflow and whether it was new."""
     row = conn.execute(
         sa.select(workflows.c.id).where(
@@ -153,8 +172,8 @@ def replace(conn: Connection, spec: WorkflowSpec, now: datetime) -> tuple[Workfl
         )
     ).first()
     if row is None:
-        return create(conn, spec, now), True
-    return update(conn, row.id, spec, now), False
+        return create(conn, spec, now, may_read), True
+    return update(conn, row.id, spec, now, may_read), False
 
 
 def get(conn: Connection, ref: str) -> Workflow:

@@ -35,6 +35,11 @@ def _may_edit(principal: PrincipalDep, spec: WorkflowSpec) -> None:
                     missing=store.not_found(spec.ref).message)
 
 
+def _reader(principal: PrincipalDep) -> store.MayRead:
+    """Which namespaces the caller may read: what a workflow may refer to."""
+    return lambda namespace: principal.allows(Permission.READ, namespace)
+
+
 def _found(conn: Connection, ref: str, principal: PrincipalDep, permission: Permission) -> Workflow:
     workflow = store.get(conn, ref)
     principal.check(permission, workflow.spec.namespace, missing=store.not_found(ref).message)
@@ -49,7 +54,9 @@ async def create_workflow(
     step at fault if it is not a graph that can run (or runs a job that does not exist)."""
     spec = await checked(body)
     _may_edit(principal, spec)
-    return WorkflowOut.of(await engine.db.write(store.create, spec, engine.clock()))
+    return WorkflowOut.of(
+        await engine.db.write(store.create, spec, engine.clock(), _reader(principal))
+    )
 
 
 @router.put("/{ref:path}", response_model=WorkflowOut, responses={201: {"model": WorkflowOut}})
@@ -65,8 +72,8 @@ async def replace_workflow(
     def apply(conn: Connection) -> tuple[Workflow, bool]:
         if job_store.is_id(ref):
             old = _found(conn, ref, principal, Permission.EDIT)
-            return store.update(conn, old.id, spec, engine.clock()), False
-        return store.replace(conn, spec, engine.clock())
+            return store.update(conn, old.id, spec, engine.clock(), _reader(principal)), False
+        return store.replace(conn, spec, engine.clock(), _reader(principal))
 
     workflow, created = await engine.db.write(apply)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -113,7 +120,7 @@ async def _set_enabled(
         if workflow.spec.enabled == enabled:
             return workflow
         spec = dataclasses.replace(workflow.spec, enabled=enabled)
-        return store.update(conn, workflow.id, spec, engine.clock())
+        return store.update(conn, workflow.id, spec, engine.clock(), _reader(principal))
 
     return WorkflowOut.of(await engine.db.write(switch))
 
@@ -144,7 +151,7 @@ async def patch_workflow(
         if current.updated_at != old.updated_at:  # checked outside the write: still the same?
             raise Conflict(f"workflow {current.ref} changed while this change was checked; "
                            "send it again")
-        return store.update(conn, current.id, spec, engine.clock())
+        return store.update(conn, current.id, spec, engine.clock(), _reader(principal))
 
     return WorkflowOut.of(await engine.db.write(patch))
 
