@@ -122,7 +122,8 @@ def test_an_invalid_document_in_a_set_applies_nothing(
     result = shared_server.cli("apply", "-f", str(folder))
 
     assert result.returncode == 2
-    assert f"{folder / 'more.yaml'}: document 2 (line 13): kind: 'Workflow'" in result.stderr
+    assert (f"{folder / 'more.yaml'}: document 2 (line 13): spec.steps: must be a list of "
+            "steps, at least one") in result.stderr
     assert "nothing was applied" in result.stderr
     listed = shared_server.client.get("/api/v1/jobs", params={"namespace": "mf-four"}).json()
     assert listed["items"] == []

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs
+from herder.api.routes import health, jobs, runs, workflows
 from herder.api.schemas import ERROR_RESPONSES
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
@@ -72,4 +72,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(workflows.router)
     return app

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -37,6 +38,17 @@ STATUS: list[tuple[type[HerderError], int]] = [
 ]
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported"}
+
+
+def invalid(exc: ValidationError) -> InvalidSpec:
+    """A body checked inside a route (a PATCH merged with what is stored) refused as the
+    framework's own 422 would be: the first problem named, every problem in ``details``."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return InvalidSpec(
+        f"{where}: {str(first['msg']).removeprefix('Value error, ')}",
+        details=[{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()],
+    )
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -336,6 +337,15 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+
+    @classmethod
+    def of(cls, found: list[Any], limit: int, convert: Callable[[Any], T]) -> Page[T]:
+        """A page from ``limit + 1`` rows in the list's order: ``limit`` of them, and a cursor
+        (the last one's id) when there was one more."""
+        shown = found[:limit]
+        more = len(found) > limit
+        return cls(items=[convert(row) for row in shown],
+                   next_cursor=str(shown[-1].id) if more else None)
 
 
 class Health(BaseModel):

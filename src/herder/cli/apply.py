@@ -30,6 +30,7 @@ from herder.cli.manifests import (
     STDIN,
     Manifest,
     ManifestError,
+    normalize,
     normalize_job,
     read_manifests,
 )
@@ -50,10 +51,15 @@ FilesOpt = Annotated[
     ),
 ]
 _INFO = ("id", "ref", "created_at", "updated_at", "run_count", "next_run_at")
+_REQUIRED = ("command", "steps")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
     "description", "command", "params", "env", "backend", "schedule", "enabled", "timeout",
     "retries", "concurrency", "max_active", "misfire", "metadata",
+)
+WORKFLOW_SPEC_ORDER = (
+    "description", "params", "schedule", "enabled", "timeout", "parallelism", "concurrency",
+    "max_active", "misfire", "retention", "steps", "on_failure",
 )
 _VERB_STYLES = {"created": "green", "updated": "yellow", "unchanged": "dim"}
 _DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
@@ -81,12 +87,37 @@ class Change:
 
 
 def plan(api: Client, manifests: list[Manifest]) -> list[Change]:
-    """Read what the server has for each manifest; nothing is changed."""
+    """Read what the server has for each manifest; nothing is changed. Jobs come first, then
+    workflows, each after the workflows it runs: what a workflow refers to exists when it is
+    sent."""
     changes = []
-    for manifest in manifests:
-        found = api.find_job(manifest.ref)
+    for manifest in in_order(manifests):
+        found = api.find(manifest.kind.lower(), manifest.ref)
         changes.append(Change(manifest, None if found is None else _fields(found, manifest)))
     return changes
+
+
+def in_order(manifests: list[Manifest]) -> list[Manifest]:
+    """Jobs in file order, then workflows, a nested one before those that run it."""
+    workflows = {m.ref: m for m in manifests if m.kind == "Workflow"}
+    ordered = [m for m in manifests if m.kind != "Workflow"]
+    placed: set[str] = set()
+
+    def place(manifest: Manifest, trail: tuple[str, ...]) -> None:
+        if manifest.ref in placed or manifest.ref in trail:
+            return  # a loop: the server refuses it with its path
+        for step in (*manifest.spec["steps"], *manifest.spec["on_failure"]):
+            nested = step.get("workflow")
+            if isinstance(nested, str):
+                ref = nested if "/" in nested else f"{manifest.namespace}/{nested}"
+                if ref in workflows:
+                    place(workflows[ref], (*trail, manifest.ref))
+        placed.add(manifest.ref)
+        ordered.append(manifest)
+
+    for manifest in workflows.values():
+        place(manifest, ())
+    return ordered
 
 
 def _fields(job: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -103,7 +134,8 @@ def apply_change(api: Client, change: Change) -> str:
     """
     if change.action == "unchanged":
         return "unchanged"
-    answer, created = api.put_job(change.manifest.ref, change.manifest.body)
+    answer, created = api.put(change.manifest.kind.lower(), change.manifest.ref,
+                              change.manifest.body)
     if created or change.live is None:
         return "created"
     return "unchanged" if _fields(answer, change.manifest) == change.live else "updated"
@@ -219,12 +251,13 @@ def diff_lines(change: Change) -> list[str]:
         return []
     m = change.manifest
     ident = f"{m.kind.lower()} {m.ref}"
-    after = render.dump(to_manifest(m.spec), Output.YAML).splitlines()
+    after = render.dump(to_manifest(m.spec, kind=m.kind), Output.YAML).splitlines()
     if change.live is None:
         before: list[str] = []
         left = "/dev/null"
     else:
-        before = render.dump(to_manifest({**m.spec, **change.live}), Output.YAML).splitlines()
+        live = to_manifest({**m.spec, **change.live}, kind=m.kind)
+        before = render.dump(live, Output.YAML).splitlines()
         left = f"server: {ident}"
     return list(
         difflib.unified_diff(before, after, fromfile=left, tofile=f"{m.source}: {ident}",
@@ -251,7 +284,7 @@ def export(
         str,
         typer.Option(
             "--out", "-o", metavar="DIR|-",
-            help="a folder to write <namespace>/job-<name>.yaml files in, or - for one YAML "
+            help="a folder to write <namespace>/<kind>-<name>.yaml files in, or - for one YAML "
             "stream on stdout",
         ),
     ] = STDIN,
@@ -270,20 +303,24 @@ def export(
             param_hint="-o",
         )
     labels = [f"{k}={v}" for k, v in pairs(label, "--label").items()]
+    query = {"namespace": namespace, "label": labels, "limit": 500}
     with connect(ctx, server) as api:
-        found = api.list_jobs(
-            {"namespace": namespace, "label": labels, "limit": 500}, all_pages=True
-        )
-    jobs = sorted(found["items"], key=lambda j: (str(j.get("namespace")), str(j.get("name"))))
-    manifests = [to_manifest(job) for job in jobs]
+        jobs = api.list_jobs(query, all_pages=True)["items"]
+        workflows = api.list_workflows(query, all_pages=True)["items"]
+    manifests = [to_manifest(job) for job in _by_name(jobs)]
+    manifests += [to_manifest(w, kind="Workflow") for w in _by_name(workflows)]
     if not manifests:
-        render.hint("no jobs found")
+        render.hint("no jobs or workflows found")
     if to == STDIN:
         sys.stdout.writelines(documents(manifests))
         sys.stdout.flush()
         return
     written = write_tree(Path(to), manifests)
     render.hint(f"wrote {len(written)} manifest{'s' * (len(written) != 1)} under {to}")
+
+
+def _by_name(objects: list[Any]) -> list[dict[str, Any]]:
+    return sorted(objects, key=lambda o: (str(o.get("namespace")), str(o.get("name"))))
 
 
 def write_tree(folder: Path, manifests: list[dict[str, Any]]) -> list[Path]:
@@ -294,7 +331,7 @@ def write_tree(folder: Path, manifests: list[dict[str, Any]]) -> list[Path]:
         meta = manifest["metadata"]
         parts = (str(meta.get("namespace")), str(meta.get("name")))
         if not all(NAME_RE.fullmatch(p) for p in parts):
-            raise CliError(f"the server answered a job named {'/'.join(parts)[:120]!r}, "
+            raise CliError(f"the server answered an object named {'/'.join(parts)[:120]!r}, "
                            "which is not a safe file name; nothing more was written")
         sub = folder / parts[0]
         if sub.is_symlink():
@@ -311,28 +348,36 @@ def write_tree(folder: Path, manifests: list[dict[str, Any]]) -> list[Path]:
     return written
 
 
-def to_manifest(job: Mapping[str, Any]) -> dict[str, Any]:
-    """A job's JSON form (the API's, or a normalized manifest) as a manifest: metadata apart,
-    the bookkeeping (id, run_count…) dropped, fields at their default left out."""
+def to_manifest(job: Mapping[str, Any], *, kind: str = "Job") -> dict[str, Any]:
+    """A job's or workflow's JSON form (the API's, or a normalized manifest) as a manifest:
+    metadata apart, the bookkeeping (id, run_count…) dropped, fields at their default left
+    out."""
     metadata: dict[str, Any] = {"name": job.get("name"), "namespace": job.get("namespace")}
     metadata.update((k, dict(job[k])) for k in ("labels", "annotations") if job.get(k))
-    defaults = job_defaults()
-    extra = sorted(k for k in job if k not in (*SPEC_ORDER, *_INFO, *METADATA_KEYS))
+    defaults = job_defaults() if kind == "Job" else workflow_defaults()
+    order = SPEC_ORDER if kind == "Job" else WORKFLOW_SPEC_ORDER
+    extra = sorted(k for k in job if k not in (*order, *_INFO, *METADATA_KEYS))
     spec: dict[str, Any] = {}
-    for key in (*(k for k in SPEC_ORDER if k in job), *extra):
+    for key in (*(k for k in order if k in job), *extra):
         value = job[key]
-        if key in defaults and key != "command" and value == defaults[key]:
+        if key in defaults and key not in _REQUIRED and value == defaults[key]:
             continue
         if key not in defaults and value is None:
             continue
         spec[key] = _duration(value) if key == "timeout" else value
-    return {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 
 
 @cache
 def job_defaults() -> dict[str, Any]:
     """The normalized value of every field a manifest may leave out."""
     return normalize_job({"name": "x", "command": "x"})
+
+
+@cache
+def workflow_defaults() -> dict[str, Any]:
+    """The same for a workflow."""
+    return normalize("Workflow", {"name": "x", "steps": [{"name": "x", "command": "x"}]})
 
 
 def _duration(value: Any) -> Any:

@@ -70,15 +70,21 @@ def _bad_url(url: str) -> CliError:
     )
 
 
-def job_path(ref: str, *suffix: str) -> str:
-    """The API path of a job given as an id, ``namespace/name`` or a name in ``default``."""
+def object_path(kind: str, ref: str, *suffix: str) -> str:
+    """The API path of a job or a workflow (``kind``) given as an id, ``namespace/name`` or a
+    name in ``default``."""
     parts = ref.split("/")
     if not ref or len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
         raise CliError(
-            f"{ref[:100]!r} is not a job reference; give an id, a name or namespace/name",
+            f"{ref[:100]!r} is not a {kind} reference; give an id, a name or namespace/name",
             exit_code=2,
         )
-    return "/".join([f"{API}/jobs", quote(ref, safe="/"), *suffix])
+    return "/".join([f"{API}/{kind}s", quote(ref, safe="/"), *suffix])
+
+
+def job_path(ref: str, *suffix: str) -> str:
+    """The API path of a job given as an id, ``namespace/name`` or a name in ``default``."""
+    return object_path("job", ref, *suffix)
 
 
 def run_path(run_id: int, *suffix: str) -> str:
@@ -242,8 +248,13 @@ class Client:
 
     def find_job(self, ref: str) -> dict[str, Any] | None:
         """The job, or ``None`` when the server has none by that reference."""
+        return self.find("job", ref)
+
+    def find(self, kind: str, ref: str) -> dict[str, Any] | None:
+        """The job or workflow (``kind``), or ``None`` when the server has none by that
+        reference."""
         try:
-            return self.get_job(ref)
+            return _object(self.get(object_path(kind, ref)))
         except ApiError as exc:
             if exc.status == 404 and exc.code == "not_found":
                 return None
@@ -251,8 +262,30 @@ class Client:
 
     def put_job(self, ref: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """``PUT /jobs/{ref}``: create or replace; answers the job and whether it was created."""
-        response = self.send("PUT", job_path(ref), json=dict(body))
+        return self.put("job", ref, body)
+
+    def put(self, kind: str, ref: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``PUT /{kind}s/{ref}``: create or replace; answers the object and whether it was
+        created."""
+        response = self.send("PUT", object_path(kind, ref), json=dict(body))
         return _object(self._decoded(response)), response.status_code == 201
+
+    def create_workflow(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return _object(self.request("POST", f"{API}/workflows", json=dict(body)))
+
+    def get_workflow(self, ref: str) -> dict[str, Any]:
+        return _object(self.get(object_path("workflow", ref)))
+
+    def set_workflow_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
+        return _object(self.post(object_path("workflow", ref, "enable" if enabled else "disable")))
+
+    def delete_workflow(self, ref: str) -> None:
+        self.request("DELETE", object_path("workflow", ref))
+
+    def list_workflows(
+        self, params: Mapping[str, Any], *, all_pages: bool = False
+    ) -> dict[str, Any]:
+        return self.pages(f"{API}/workflows", params, all_pages=all_pages)
 
     def delete_job(self, ref: str) -> None:
         self.request("DELETE", job_path(ref))

@@ -6,8 +6,8 @@ may expand a document, no symlinks followed out of a folder, duplicate keys refu
 problem in a set of files is collected with where it is (``file: document N (line L)``) before
 anything is sent, so that a bad document means nothing is applied.
 
-``read_manifests`` answers one ``Manifest`` per object; ``read_job_file`` and
-``from_manifest`` serve ``herder job create -f``.
+``read_manifests`` answers one ``Manifest`` per object; ``read_object_file`` and
+``from_manifest`` serve ``herder job create -f`` and ``herder workflow create -f``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import yaml
 from herder.cli.client import CliError
 
 API_VERSION = "herder/v1"
-KINDS = ("Job",)
+KINDS = ("Job", "Workflow")
 # Kinds the design promises; this version of herder does not serve them yet.
-LATER_KINDS = ("Workflow", "Namespace", "Token", "Variable", "Secret", "Trigger", "Node")
+LATER_KINDS = ("Namespace", "Token", "Variable", "Secret", "Trigger", "Node")
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VALUES = 250_000  # per file, after YAML aliases are expanded
 MAX_DEPTH = 64
@@ -207,12 +207,21 @@ def _read(path: Path | None, *, nofollow: bool) -> str:
 # -- documents --------------------------------------------------------------------------------
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Loader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses a key given twice in one mapping (the last would win)."""
+    """``SafeLoader`` that refuses a key given twice in one mapping (the last would win), and
+    reads a plain key that YAML 1.1 would make a boolean (``on``, ``yes``…) as the text it is:
+    a workflow's ``needs: [{step: x, on: failure}]`` means the key ``on``."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
+            if (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG
+                    and key_node.style is None):
+                key_node.tag = _STR_TAG
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 key = (key_node.tag, key_node.value)
                 if key in seen:
@@ -274,8 +283,7 @@ def _plain(value: Any, budget: list[int], loc: tuple[str, ...]) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _Bad(
-                    f"{_loc(loc)}the key {key!r} is not a string; quote it (YAML reads "
-                    "on, off, yes, no as booleans)"
+                    f"{_loc(loc)}the key {key!r} is not a string; quote it"
                 )
             result[key] = _plain(item, budget, (*loc, key))
         return result
@@ -326,7 +334,7 @@ def parse(data: Any, source: Source) -> Manifest:
     if misplaced:
         raise _Bad(f"spec.{misplaced[0]}: belongs in metadata")
     body = {**spec, **metadata}
-    normalized = normalize_job(body)
+    normalized = normalize(kind, body)
     return Manifest(
         kind=kind, namespace=normalized["namespace"], name=normalized["name"], body=body,
         spec=normalized, source=source,
@@ -334,29 +342,53 @@ def parse(data: Any, source: Source) -> Manifest:
 
 
 def normalize_job(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The job as the server stores and answers it: the same checks and canonical forms
-    (durations, schedules, policies) as ``PUT /api/v1/jobs``, done here before sending."""
+    """The job as the server stores and answers it (see ``normalize``)."""
+    return normalize("Job", body)
+
+
+def normalize(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the server stores and answers it: the same checks and canonical forms
+    (durations, schedules, policies) as ``PUT /api/v1/{kind}s``, done here before sending.
+    What only the server can check (that the jobs a workflow runs exist) waits for it."""
     from pydantic import ValidationError
 
-    from herder.api.schemas import JobIn
     from herder.model.errors import InvalidSpec
 
     try:
-        return JobIn.model_validate(dict(body)).to_spec().to_dict()
+        checked: dict[str, Any] = _schema(kind).model_validate(dict(body)).to_spec().to_dict()
     except ValidationError as exc:
-        raise _Bad("; ".join(_problem(e) for e in exc.errors()[:5])) from None
+        raise _Bad("; ".join(_problem(e, kind) for e in exc.errors()[:5])) from None
     except InvalidSpec as exc:
-        raise _Bad(exc.message) from None
+        raise _Bad(_placed(exc.message)) from None
+    return checked
 
 
-def _problem(error: Mapping[str, Any]) -> str:
+def _schema(kind: str) -> Any:
+    if kind == "Workflow":
+        from herder.api.workflow_schemas import WorkflowIn
+
+        return WorkflowIn
+    from herder.api.schemas import JobIn
+
+    return JobIn
+
+
+def _placed(message: str) -> str:
+    """A model's message, its path put under ``metadata.`` or ``spec.`` as the file has it."""
+    field = message.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+    if " " in field or field == message:
+        return message
+    return ("metadata." if field in METADATA_KEYS else "spec.") + message
+
+
+def _problem(error: Mapping[str, Any], kind: str = "Job") -> str:
     loc = [str(p) for p in error.get("loc", ())]
     message = str(error.get("msg", "")).removeprefix("Value error, ")
     if not loc:
         return message
     where = ("metadata." if loc[0] in METADATA_KEYS else "spec.") + ".".join(loc)
     if error.get("type") == "extra_forbidden":
-        return f"{where}: unknown field; a Job spec has {', '.join(spec_fields())}"
+        return f"{where}: unknown field; a {kind} spec has {', '.join(spec_fields(kind))}"
     if error.get("type") == "missing":
         return f"{where}: missing"
     if message.startswith((f"{loc[0]}:", f"{loc[0]}.")):  # the model named the field already
@@ -365,10 +397,8 @@ def _problem(error: Mapping[str, Any]) -> str:
 
 
 @cache
-def spec_fields() -> tuple[str, ...]:
-    from herder.api.schemas import JobIn
-
-    return tuple(k for k in JobIn.model_fields if k not in METADATA_KEYS)
+def spec_fields(kind: str = "Job") -> tuple[str, ...]:
+    return tuple(k for k in _schema(kind).model_fields if k not in METADATA_KEYS)
 
 
 def _type(value: Any) -> str:
@@ -381,8 +411,13 @@ def _type(value: Any) -> str:
 
 
 def read_job_file(path: Path) -> dict[str, Any]:
-    """A job's JSON form from one JSON or YAML document; a ``kind: Job`` manifest is flattened
-    to it. Read with the same limits as ``herder apply``."""
+    """A job's JSON form from one document (see ``read_object_file``)."""
+    return read_object_file(path, "Job")
+
+
+def read_object_file(path: Path, kind: str) -> dict[str, Any]:
+    """A job's or workflow's JSON form from one JSON or YAML document; a manifest of that
+    ``kind`` is flattened to it. Read with the same limits as ``herder apply``."""
     label = "<stdin>" if str(path) == STDIN else str(path)
     try:
         text = _read(None if str(path) == STDIN else path, nofollow=False)
@@ -391,23 +426,26 @@ def read_job_file(path: Path) -> dict[str, Any]:
         raise CliError(f"{label}: {exc}", exit_code=2) from None
     if len(documents) != 1:
         raise CliError(
-            f"{label}: holds {len(documents)} documents; `herder job create -f` takes one "
+            f"{label}: holds {len(documents)} documents; `herder {kind.lower()} create -f` "
+            "takes one "
             "(`herder apply -f` takes many)",
             exit_code=2,
         )
     data = documents[0][2]
     if not isinstance(data, dict):
-        raise CliError(f"{label}: expected a job (a mapping), got {_type(data)}", exit_code=2)
+        raise CliError(f"{label}: expected a {kind.lower()} (a mapping), got {_type(data)}",
+                       exit_code=2)
     if "spec" in data or "kind" in data:
-        return from_manifest(data, where=label)
+        return from_manifest(data, where=label, kind=kind)
     return data
 
 
-def from_manifest(data: dict[str, Any], *, where: str) -> dict[str, Any]:
+def from_manifest(data: dict[str, Any], *, where: str, kind: str = "Job") -> dict[str, Any]:
     """``{apiVersion, kind, metadata, spec}`` → spec merged with name, namespace, labels…"""
-    kind = data.get("kind", "Job")
-    if kind != "Job":
-        raise CliError(f"{where}: kind {kind!r} is not a Job; use `herder apply -f`", exit_code=2)
+    given = data.get("kind", kind)
+    if given != kind:
+        raise CliError(f"{where}: kind {str(given)[:40]!r} is not a {kind}; use "
+                       "`herder apply -f`", exit_code=2)
     metadata = data.get("metadata") or {}
     spec = data.get("spec") or {}
     if not isinstance(metadata, dict) or not isinstance(spec, dict):

@@ -19,6 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from herder.model.errors import InvalidSpec
 
 MAX_RENDERED = 256 * 1024
+TOO_DEEP = "template error: nested too deeply"
 
 
 class Quoted(str):
@@ -101,10 +102,21 @@ def _compile(text: str, shell: bool) -> Any:
         parsed = env.parse(text)
     except TemplateError as exc:
         raise InvalidSpec(f"template error: {exc}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
     # Loops over huge ranges are the classic way to hang a renderer: no loops in commands.
-    if any(True for _ in parsed.find_all((nodes.For, nodes.Macro, nodes.CallBlock))):
+    try:
+        loops = any(True for _ in parsed.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
+    if loops:
         raise InvalidSpec("template error: loops and macros are not allowed in commands")
-    return env.from_string(text)
+    try:
+        return env.from_string(text)
+    except TemplateError as exc:
+        raise InvalidSpec(f"template error: {exc}") from exc
+    except (RecursionError, SyntaxError):  # Python's own limits on nesting, in the compiled code
+        raise InvalidSpec(TOO_DEEP) from None
 
 
 def check(text: str, *, shell: bool) -> None:
@@ -129,6 +141,70 @@ def render(text: str, context: Mapping[str, Any], *, shell: bool) -> str:
         raise InvalidSpec(f"template error: {exc}") from exc
     except (ArithmeticError, MemoryError, OverflowError) as exc:
         raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
     if len(result) > MAX_RENDERED:
         raise InvalidSpec("template error: the rendered command is larger than 256 KiB")
     return result
+
+
+def _chain(node: nodes.Node) -> tuple[str, ...] | None:
+    """``steps.extract.outputs.rows`` (or ``steps['extract']``) as its names, or None."""
+    if isinstance(node, nodes.Name):
+        return (node.name,)
+    if isinstance(node, nodes.Getattr):
+        inner = _chain(node.node)
+        return None if inner is None else (*inner, node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        inner = _chain(node.node)
+        return None if inner is None else (*inner, str(node.arg.value))
+    return None
+
+
+def references(text: str, *, shell: bool) -> list[tuple[str, ...]]:
+    """The names a template reads, each as its chain of attributes: ``{{ steps.a.outputs.b |
+    shell_quote }}`` reads ``("steps", "a", "outputs", "b")``. Lets a caller check, before
+    anything runs, that every name will exist."""
+    if not is_template(text):
+        return []
+    _compile(text, shell)  # refuses what does not parse, or loops
+    parsed = (_SHELL_ENV if shell else _ARGV_ENV).parse(text)
+    found: list[tuple[str, ...]] = []
+
+    def visit(node: nodes.Node) -> None:
+        chain = _chain(node)
+        if chain is not None:
+            found.append(chain)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    try:
+        visit(parsed)
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None
+    return found
+
+
+@lru_cache(maxsize=256)
+def _expression(source: str) -> Any:
+    try:
+        return _ARGV_ENV.compile_expression(source, undefined_to_none=False)
+    except TemplateError as exc:
+        raise InvalidSpec(f"template error: {exc}") from exc
+    except (RecursionError, SyntaxError):
+        raise InvalidSpec(TOO_DEEP) from None
+
+
+def evaluate(source: str, context: Mapping[str, Any]) -> Any:
+    """The value of one sandboxed expression (``steps.extract.outputs.files``), as it is: a
+    list stays a list, where ``render`` would give its text."""
+    expression = _expression(source)
+    try:
+        return expression(**context)
+    except TemplateError as exc:
+        raise InvalidSpec(f"template error: {exc}") from exc
+    except (ArithmeticError, MemoryError, OverflowError) as exc:
+        raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
+    except RecursionError:
+        raise InvalidSpec(TOO_DEEP) from None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -13,7 +14,7 @@ from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
 from herder.model.policies import plan_at
 from herder.model.runs import ACTIVE
-from herder.model.schedules import next_fire
+from herder.model.schedules import Schedule, next_fire
 from herder.store.tables import jobs, runs
 from herder.store.text import contains
 
@@ -34,25 +35,40 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def _scheduling(old: Job | None, spec: JobSpec, now: datetime) -> dict[str, Any]:
-    """The job's ``next_run_at`` and scheduler state after a create, an edit or a pause.
+class Scheduled(Protocol):
+    """What scheduling reads of a spec: a job's, or a workflow's (the same fields)."""
+
+    @property
+    def schedule(self) -> Schedule | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def concurrency(self) -> str: ...
+
+
+def scheduling(
+    old: Scheduled | None, old_state: Mapping[str, Any] | None, spec: Scheduled, now: datetime,
+    *, kind: str = "job",
+) -> dict[str, Any]:
+    """The ``next_run_at`` and scheduler state of a job (or workflow) after a create, an edit
+    or a pause; ``old`` is its spec before, ``old_state`` its scheduler state.
 
     ``cursor`` is the newest slot the scheduler has dealt with. A new or changed schedule
     starts at ``now`` (nothing is backfilled); pausing keeps the cursor, so that resuming finds
     the slots missed meanwhile and treats them by the job's misfire policy.
     """
-    state = dict(old.schedule_state) if old is not None else {}
+    state = dict(old_state or {})
     if spec.schedule is None:
         return {"next_run_at": None, "plan_at": None, "schedule_state": state or None}
-    if old is None or old.spec.schedule != spec.schedule or "cursor" not in state:
+    if old is None or old.schedule != spec.schedule or "cursor" not in state:
         at = spec.schedule.at
         if at is not None and at <= now and spec.enabled:
             raise InvalidSpec(
-                f"schedule.at: {at.isoformat()} is in the past, so the job would never run; "
-                "give a later moment, or use POST /api/v1/jobs/{ref}/runs to run it now"
+                f"schedule.at: {at.isoformat()} is in the past, so the {kind} would never run; "
+                f"give a later moment, or use POST /api/v1/{kind}s/{{ref}}/runs to run it now"
             )
         state = {"cursor": iso(now)}
-    was_enabled = old.spec.enabled if old is not None else True
+    was_enabled = old.enabled if old is not None else True
     if was_enabled and not spec.enabled:
         state["disabled_at"] = iso(now)
         state.pop("resumed_at", None)
@@ -67,7 +83,24 @@ def _scheduling(old: Job | None, spec: JobSpec, now: datetime) -> dict[str, Any]
     }
 
 
-def _values(spec: JobSpec, now: datetime) -> dict[str, Any]:
+class Definition(Protocol):
+    """What the row of a definition (a job, a workflow) is made of."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def description(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def values(spec: Definition, now: datetime) -> dict[str, Any]:
+    """The columns a job's (or workflow's) spec fills on a create or an update."""
     return {
         "namespace": spec.namespace,
         "name": spec.name,
@@ -84,7 +117,8 @@ def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
     try:
         job_id = conn.execute(
             jobs.insert().values(
-                **_values(spec, now), **_scheduling(None, spec, now), created_at=now, run_count=0
+                **values(spec, now), **scheduling(None, None, spec, now), created_at=now,
+                run_count=0
             )
         ).inserted_primary_key
     except IntegrityError as exc:
@@ -113,7 +147,7 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
         conn.execute(
             jobs.update()
             .where(jobs.c.id == job_id)
-            .values(**_values(spec, now), **_scheduling(old, spec, now))
+            .values(**values(spec, now), **scheduling(old.spec, old.schedule_state, spec, now))
         )
     except IntegrityError as exc:
         raise NameTaken(

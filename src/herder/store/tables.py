@@ -150,3 +150,24 @@ run_labels = sa.Table(
     sa.Index(None, "run_id"),  # the cascade when runs are pruned
     sqlite_with_rowid=False,
 )
+
+# Workflow definitions (``model.workflows``), kept like jobs. The schedule columns mean what
+# they mean for jobs; the scheduler plans workflows' slots from them once workflow runs exist.
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("labels", JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("next_run_at", UTCDateTime, nullable=True),
+    sa.Column("plan_at", UTCDateTime, nullable=True),
+    sa.Column("schedule_state", JSON, nullable=True),
+    sa.UniqueConstraint("namespace", "name"),
+    sa.Index(None, "plan_at"),
+)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from herder.api.deps import DbDep, EngineDep
+from herder.api.errors import invalid
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
 from herder.engine import scheduler
 from herder.model.errors import InvalidSpec
@@ -80,12 +81,7 @@ async def list_jobs(
         job_store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
         q=q, limit=limit + 1, after_id=parse_cursor(cursor),
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[JobOut](
-        items=[JobOut.of(j) for j in found],
-        next_cursor=str(found[-1].id) if more else None,
-    )
+    return Page[JobOut].of(found, limit, JobOut.of)
 
 
 @router.post("/{ref:path}/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)
@@ -142,12 +138,7 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
         try:
             spec = JobIn.model_validate(merged).to_spec()
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidSpec(
-                f"{where}: {str(first['msg']).removeprefix('Value error, ')}",
-                details=[{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()],
-            ) from None
+            raise invalid(exc) from None
         return job_store.update(conn, job.id, spec, engine.clock())
 
     job = await engine.db.write(patch)

@@ -56,11 +56,7 @@ async def search_runs(
         labels=parse_labels(label), since=_aware(since, "since"), until=_aware(until, "until"),
         q=q, before_id=parse_cursor(cursor), limit=limit + 1,
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[RunOut](
-        items=[RunOut.of(r) for r in found], next_cursor=str(found[-1].id) if more else None
-    )
+    return Page[RunOut].of(found, limit, RunOut.of)
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:
