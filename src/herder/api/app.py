@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs
+from herder.api.routes import health, jobs, runs, variables
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=settings.retention_max_age, max_runs=settings.retention_max_runs
             ),
             prune_every=settings.prune_every,
+            secret_keys=settings.secret_keys(),
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
@@ -70,4 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(variables.variables)
+    app.include_router(variables.secrets)
     return app

@@ -103,7 +103,7 @@ class JobIn(Strict):
     @field_validator("params")
     @classmethod
     def _params(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
-        return dict(_check(rules.check_params, v))
+        return dict(_check(rules.check_params, v, templates_allowed=True))
 
     @field_validator("backend")
     @classmethod

@@ -140,8 +140,10 @@ class SupervisorClient:
         cwd: str,
         log_dir: str,
         make_cwd: bool = False,
+        mask: list[str] | None = None,
     ) -> int | None:
-        """Start a run; its pid, or ``BackendError`` with the supervisor's reason."""
+        """Start a run; its pid, or ``BackendError`` with the supervisor's reason. ``mask``:
+        strings the supervisor replaces by ``***`` in the run's logs."""
         connection = await self._connection()
         known = self._runs.get(run_id)
         if known is not None and not known.outcome.done():
@@ -149,10 +151,11 @@ class SupervisorClient:
         self._unclaimed.pop(run_id, None)
         run = _Run(log_dir, spawn=_future())
         self._runs[run_id] = run
-        connection.send(
-            {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd,
-             "log_dir": log_dir, "make_cwd": make_cwd}
-        )
+        request = {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd,
+                   "log_dir": log_dir, "make_cwd": make_cwd}
+        if mask:
+            request["mask"] = mask
+        connection.send(request)
         assert run.spawn is not None
         reply = await run.spawn
         if reply["op"] != "started":

@@ -1,0 +1,50 @@
+"""variables and secrets: named values for templates, per namespace or global (``*``)
+
+Revision ID: 0009
+Revises: 0004
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "variables",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("updated_at", Time, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_variables"),
+        sa.UniqueConstraint("namespace", "name", name="uq_variables_namespace_name"),
+    )
+    op.create_table(
+        "secrets",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("ciphertext", sa.Text(), nullable=False),
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("updated_at", Time, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_secrets"),
+        sa.UniqueConstraint("namespace", "name", name="uq_secrets_namespace_name"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("secrets")
+    op.drop_table("variables")
