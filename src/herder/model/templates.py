@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from herder.model.errors import InvalidSpec
@@ -78,6 +78,8 @@ def _text(value: object) -> str:
 def _finalize_shell(value: object) -> str:
     if isinstance(value, Quoted):
         return value
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined: raises, naming what is undefined
     # A literal number is harmless; anything else from the context must be quoted.
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
