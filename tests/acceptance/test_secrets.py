@@ -5,6 +5,7 @@ the server answers or keeps on disk; ``***`` does."""
 from __future__ import annotations
 
 import base64
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from herder.secret_keys import new_key
+from tests.acceptance.conftest import short_dir
 from tests.servers import Server
 
 pytestmark = pytest.mark.acceptance
@@ -189,3 +192,46 @@ def test_cli_reads_a_secret_from_stdin(server: Server) -> None:
     assert listed.returncode == 0, listed.stderr
     shown = server.cli("var", "get", "colour", "-n", "ops")
     assert shown.stdout == "blue\n"
+
+
+def test_a_run_found_again_after_a_restart_is_masked(server: Server) -> None:
+    """The supervisor keeps masking the logs of a run whose server was killed; the restarted
+    server masks its outputs with the secrets it looks up again."""
+    _setup(server)
+    server.create_job(name="waits", env={"PW": "{{ secrets.db_password }}"}, command=(
+        'while [ ! -e go ]; do sleep 0.05; done; echo "late=$PW"; '
+        'echo "pw=$PW" >> "$HERDER_OUTPUT"'))
+    run_id = server.run("waits")["id"]
+    server.wait_status(run_id, "RUNNING")
+    server.kill(signal.SIGKILL)
+    server.start()
+    (server.data_dir.resolve() / "work" / str(run_id) / "go").touch()
+    run = server.wait_end(run_id, timeout=30)
+    assert run["status"] == "SUCCESS", run
+    assert server.log(run_id) == "late=***\n"
+    assert run["outputs"] == {"pw": "***"}
+
+
+@pytest.mark.postgres
+def test_servers_need_the_same_key(postgres_url: str) -> None:
+    """A server without the key a secret was stored with fails the run and says why; given
+    that key as an old one, it runs it."""
+    base = short_dir()
+    key, other = new_key(), new_key()
+    a = Server(base / "a", database_url=postgres_url, env={"HERDER_SECRET_KEY": key}).start()
+    b = Server(base / "b", database_url=postgres_url, env={"HERDER_SECRET_KEY": other})
+    try:
+        _setup(a)
+        a.stop()  # only b dispatches from here on
+        b.start()
+        failed = b.wait_end(b.run("uses-secret")["id"])
+        assert failed["status"] == "PROC_ERROR"
+        assert "every server must have the same HERDER_SECRET_KEY" in failed["error"]
+        b.stop()
+        b.env["HERDER_SECRET_OLD_KEYS"] = key
+        b.start()
+        ok = b.wait_end(b.run("uses-secret")["id"])
+        assert ok["status"] == "SUCCESS" and "argv=***" in b.log(ok["id"])
+    finally:
+        a.close()
+        b.close()
