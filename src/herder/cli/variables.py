@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -60,17 +61,36 @@ def _put(ctx: typer.Context, server: str | None, kind: str, namespace: str, name
         return found, response.status_code == 201
 
 
-def _list(ctx: typer.Context, server: str | None, kind: str, namespace: str | None,
-          everything: bool) -> dict[str, Any]:
-    with connect(ctx, server) as api:
-        return api.pages(f"{API}/{kind}s", {"namespace": namespace}, all_pages=everything)
+def _list_and_delete(app: typer.Typer, kind: str, table: Callable[[list[Any]], Table],
+                     shows: str) -> None:
+    """``list`` and ``delete``, the same for both kinds."""
 
+    @app.command("list", help=f"List {kind}s ({shows}).")
+    def listing(
+        ctx: typer.Context,
+        namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="only this one "
+                                                      "(* for the global ones)")] = None,
+        everything: AllOpt = False,
+        server: ServerOpt = None,
+        output: OutputOpt = None,
+    ) -> None:
+        with connect(ctx, server) as api:
+            data = api.pages(f"{API}/{kind}s", {"namespace": namespace}, all_pages=everything)
+        render.page(data, output_of(ctx, output), table, f"{kind}s")
 
-def _delete(ctx: typer.Context, server: str | None, kind: str, namespace: str,
-            name: str) -> None:
-    with connect(ctx, server) as api:
-        api.request("DELETE", _path(kind, namespace, name))
-    render.out().print(f"deleted {kind} {namespace}/{name}", markup=False)
+    @app.command("delete",
+                 help=f"Delete a {kind} (jobs that name it fail their next runs, naming it).")
+    def delete(
+        ctx: typer.Context,
+        name: NameArg,
+        namespace: NamespaceOpt = "default",
+        is_global: GlobalOpt = False,
+        server: ServerOpt = None,
+    ) -> None:
+        scope = _scope(namespace, is_global)
+        with connect(ctx, server) as api:
+            api.request("DELETE", _path(kind, scope, name))
+        render.out().print(f"deleted {kind} {scope}/{name}", markup=False)
 
 
 def _said(kind: str, found: dict[str, Any], created: bool, fmt: Output) -> None:
@@ -118,41 +138,23 @@ def var_get(
     sys.stdout.write(str(found.get("value", "")) + "\n")
 
 
-@var_app.command("list")
-def var_list(
-    ctx: typer.Context,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="only this one "
-                                                  "(* for the global ones)")] = None,
-    everything: AllOpt = False,
-    server: ServerOpt = None,
-    output: OutputOpt = None,
-) -> None:
-    """List variables with their values."""
-    data = _list(ctx, server, "variable", namespace, everything)
-    render.page(data, output_of(ctx, output), _variables_table, "variables")
+def _table(kind: str, shown: str) -> Callable[[list[Any]], Table]:
+    """A table of one kind: its ref, one more field (``shown``), when it changed."""
 
+    def table(items: list[Any]) -> Table:
+        found = Table(box=None, header_style="bold", pad_edge=False)
+        found.add_column(kind.upper(), no_wrap=True)
+        found.add_column("KEY" if shown == "key_id" else shown.upper(), overflow="ellipsis")
+        found.add_column("UPDATED", no_wrap=True)
+        for item in items:
+            found.add_row(cell(item.get("ref")), cell(item.get(shown)),
+                          relative(item.get("updated_at")))
+        return found
 
-@var_app.command("delete")
-def var_delete(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = "default",
-    is_global: GlobalOpt = False,
-    server: ServerOpt = None,
-) -> None:
-    """Delete a variable (jobs that name it fail their next runs, naming it)."""
-    _delete(ctx, server, "variable", _scope(namespace, is_global), name)
-
-
-def _variables_table(items: list[Any]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("VARIABLE", no_wrap=True)
-    table.add_column("VALUE", overflow="ellipsis")
-    table.add_column("UPDATED", no_wrap=True)
-    for item in items:
-        table.add_row(cell(item.get("ref")), cell(item.get("value")),
-                      relative(item.get("updated_at")))
     return table
+
+
+_list_and_delete(var_app, "variable", _table("variable", "value"), "with their values")
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -193,32 +195,6 @@ def secret_set(
     _said("secret", found, created, output_of(ctx, output))
 
 
-@secret_app.command("list")
-def secret_list(
-    ctx: typer.Context,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="only this one "
-                                                  "(* for the global ones)")] = None,
-    everything: AllOpt = False,
-    server: ServerOpt = None,
-    output: OutputOpt = None,
-) -> None:
-    """List secrets (names and dates; never values)."""
-    data = _list(ctx, server, "secret", namespace, everything)
-    render.page(data, output_of(ctx, output), _secrets_table, "secrets")
-
-
-@secret_app.command("delete")
-def secret_delete(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = "default",
-    is_global: GlobalOpt = False,
-    server: ServerOpt = None,
-) -> None:
-    """Delete a secret (jobs that name it fail their next runs, naming it)."""
-    _delete(ctx, server, "secret", _scope(namespace, is_global), name)
-
-
 @secret_app.command("new-key")
 def new_key() -> None:
     """Print a fresh key for HERDER_SECRET_KEY (made here; no server is asked)."""
@@ -227,12 +203,5 @@ def new_key() -> None:
     sys.stdout.write(make() + "\n")
 
 
-def _secrets_table(items: list[Any]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("SECRET", no_wrap=True)
-    table.add_column("KEY", no_wrap=True)
-    table.add_column("UPDATED", no_wrap=True)
-    for item in items:
-        table.add_row(cell(item.get("ref")), cell(item.get("key_id")),
-                      relative(item.get("updated_at")))
-    return table
+_list_and_delete(secret_app, "secret", _table("secret", "key_id"),
+                 "names and dates; never values")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 
 from herder.masking import Masker, forms
-from herder.model.errors import InvalidSpec
 from herder.model.jobs import JobSpec, references
 from herder.model.runs import Run
-from herder.model.variables import NO_VALUES, Values, missing
+from herder.model.variables import NO_VALUES, Values, undefined
 from herder.secret_keys import SecretKeys
 from herder.store import variables as variable_store
 from herder.store.database import Database
@@ -30,13 +29,10 @@ async def load(db: Database, keys: SecretKeys, run: Run) -> Values:
     if not refs.values:
         return NO_VALUES
     found_vars, sealed = await db.read(variable_store.resolve, spec.namespace, refs)
-    lost = missing(refs, found_vars, sealed)
-    if lost is not None:
-        raise InvalidSpec(
-            f"{lost} not defined in namespace {spec.namespace!r} or globally: create them "
-            "(herder var set / herder secret set), then retry the run",
-            details={"namespace": spec.namespace},
-        )
+    problem = undefined(refs, found_vars, sealed, namespace=spec.namespace,
+                        then="retry the run")
+    if problem is not None:
+        raise problem
     # AES-GCM of a few short values is microseconds, but the key file may be read (and
     # created) on first use: off the event loop.
     opened = await asyncio.to_thread(_decrypt, keys, sealed)

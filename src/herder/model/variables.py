@@ -102,15 +102,22 @@ class Values:
 NO_VALUES = Values(namespace="", vars={}, secrets={})
 
 
-def missing(refs: Refs, defined_vars: Iterable[str], defined_secrets: Iterable[str]) -> str | None:
-    """A sentence naming what ``refs`` names that is not defined, or None."""
-    lost_vars = sorted(refs.vars - set(defined_vars))
-    lost_secrets = sorted(refs.secrets - set(defined_secrets))
+def undefined(
+    refs: Refs, defined_vars: Iterable[str], defined_secrets: Iterable[str], *, namespace: str,
+    then: str,
+) -> InvalidSpec | None:
+    """The error naming what ``refs`` names that a run in ``namespace`` cannot see (``then``
+    says what to do once it is created), or None."""
     parts = []
-    if lost_vars:
-        parts.append("variable" + ("s " if len(lost_vars) > 1 else " ") + ", ".join(
-            repr(n) for n in lost_vars))
-    if lost_secrets:
-        parts.append("secret" + ("s " if len(lost_secrets) > 1 else " ") + ", ".join(
-            repr(n) for n in lost_secrets))
-    return " and ".join(parts) if parts else None
+    for kind, names in (("variable", refs.vars - set(defined_vars)),
+                        ("secret", refs.secrets - set(defined_secrets))):
+        if names:
+            plural = "s" if len(names) > 1 else ""
+            parts.append(f"{kind}{plural} " + ", ".join(repr(n) for n in sorted(names)))
+    if not parts:
+        return None
+    return InvalidSpec(
+        f"{' and '.join(parts)} not defined in namespace {namespace!r} or globally: create "
+        f"them (herder var set / herder secret set), then {then}",
+        details={"namespace": namespace},
+    )

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from herder.model.errors import InvalidSpec, NameTaken, NotFound
+from herder.model.errors import NameTaken, NotFound
 from herder.model.jobs import JobSpec, references
 from herder.model.templates import Refs
-from herder.model.variables import GLOBAL, Variable, missing
+from herder.model.variables import GLOBAL, Variable, undefined
 from herder.store.tables import secrets, variables
 
 Kind = Literal["variable", "secret"]
@@ -171,10 +171,7 @@ def check_defined(conn: Connection, spec: JobSpec) -> None:
         return
     found_vars = _visible(conn, "variable", spec.namespace, refs.vars, stored=False)
     found_secrets = _visible(conn, "secret", spec.namespace, refs.secrets, stored=False)
-    lost = missing(refs, found_vars, found_secrets)
-    if lost is not None:
-        raise InvalidSpec(
-            f"{lost} not defined in namespace {spec.namespace!r} or globally: create "
-            "them first (herder var set / herder secret set)",
-            details={"namespace": spec.namespace},
-        )
+    problem = undefined(refs, found_vars, found_secrets, namespace=spec.namespace,
+                        then="save the job")
+    if problem is not None:
+        raise problem
