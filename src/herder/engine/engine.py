@@ -38,7 +38,7 @@ from herder.engine.retention import Pruner
 from herder.logs import LogStore
 from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
-from herder.model.jobs import check_env, merge_params
+from herder.model.jobs import JobSpec, check_env, merge_params
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.secret_keys import SecretKeys
@@ -341,11 +341,13 @@ class Engine:
     async def _launch(self, run: Run) -> None:
         mask = values.NO_MASK
         try:
-            used = await values.load(self.db, self.secret_keys, run)
+            spec = JobSpec.from_dict(run.spec)
+            used = await values.load(self.db, self.secret_keys, spec)
             mask = values.masker(used)
             if mask:
                 self._maskers[run.id] = mask
-            context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings))
+            context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
+                                    spec=spec)
             backend = await self.backend(run.backend)
             if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
                 wait = (run.not_before - self.clock()).total_seconds()

@@ -68,13 +68,14 @@ def template_context(run: Run, spec: JobSpec, values: Values = NO_VALUES) -> dic
 
 def build_context(
     run: Run, data_dir: Path, logs: LogStore, values: Values = NO_VALUES,
-    masks: tuple[str, ...] = (),
+    masks: tuple[str, ...] = (), spec: JobSpec | None = None,
 ) -> RunContext:
     """Render the params, the job's env and the command, and name the run's folders (the
     backend creates them where the run executes). Raises ``InvalidSpec`` for a template that
     cannot be rendered (the run then ends PROC_ERROR with that message). ``masks`` are the
-    strings the backend hides in the run's logs (its secrets)."""
-    spec = JobSpec.from_dict(run.spec)
+    strings the backend hides in the run's logs (its secrets); ``spec`` is the run's frozen spec,
+    when the caller has read it already."""
+    spec = spec or JobSpec.from_dict(run.spec)
     argv, job_env, params = render_run(spec, run.params, template_context(run, spec, values))
     work_dir = outputs.work_dir(data_dir, run.id)
     log_dir = logs.run_dir(run.id)

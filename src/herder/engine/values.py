@@ -21,10 +21,10 @@ from herder.store.database import Database
 NO_MASK = Masker(())
 
 
-async def load(db: Database, keys: SecretKeys, run: Run) -> Values:
-    """The values ``run`` names, as its namespace sees them; ``InvalidSpec`` names what is not
-    defined, ``SecretKeyError`` says why a secret cannot be decrypted."""
-    spec = JobSpec.from_dict(run.spec)
+async def load(db: Database, keys: SecretKeys, spec: JobSpec) -> Values:
+    """The values a run of ``spec`` (its frozen spec) names, as its namespace sees them;
+    ``InvalidSpec`` names what is not defined, ``SecretKeyError`` says why a secret cannot be
+    decrypted."""
     refs = references(spec)
     if not refs.values:
         return NO_VALUES
@@ -52,7 +52,7 @@ async def masker_for(db: Database, keys: SecretKeys, run: Run) -> Masker:
     """For a run found again (after a restart or a takeover): the secrets it names, as they
     are now; as much as can be had, never an error."""
     try:
-        return masker(await load(db, keys, run))
+        return masker(await load(db, keys, JobSpec.from_dict(run.spec)))
     except Exception:  # a deleted secret, a lost key: mask what can still be read
         return await _partial(db, keys, run)
 
