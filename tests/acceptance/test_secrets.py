@@ -160,6 +160,9 @@ def test_a_namespaced_value_overrides_the_global_one(server: Server) -> None:
     ops = server.wait_end(server.run("ops/where")["id"])
     default = server.wait_end(server.run("default/where")["id"])
     assert server.log(ops["id"]) == "ops-own\n" and server.log(default["id"]) == "global\n"
+    assert server.client.get("/api/v1/variables/*/where").json()["value"] == "global"
+    listed = server.client.get("/api/v1/variables", params={"namespace": "*"}).json()
+    assert [v["ref"] for v in listed["items"]] == ["*/where"]
 
 
 def test_secret_api_rules(server: Server) -> None:
@@ -188,6 +191,9 @@ def test_cli_reads_a_secret_from_stdin(server: Server) -> None:
     server.create_job(name="echo-it", command=["echo", "{{ secrets.from_stdin }}"])
     run = server.wait_end(server.run("echo-it")["id"])
     assert server.log(run["id"]) == "***\n"
+    warned = server.cli("secret", "set", "on_the_line", "--value", VALUE)
+    assert warned.returncode == 0 and "visible to other users" in warned.stderr
+    assert VALUE not in warned.stdout + warned.stderr
     listed = server.cli("var", "set", "colour", "blue", "-n", "ops")
     assert listed.returncode == 0, listed.stderr
     shown = server.cli("var", "get", "colour", "-n", "ops")
