@@ -107,13 +107,13 @@ def test_a_secret_never_leaves_the_run(server: Server) -> None:
     assert "***" in followed["plain"] and "***" in followed["sse"]
     # The run keeps its templates, not what they rendered.
     assert run["params"] == {"pw": "{{ secrets.db_password }}"}
-    _nothing_on_disk(server.data_dir)
+    _nothing_on_disk(server)
 
 
-def _nothing_on_disk(data_dir: Path) -> None:
-    """The log files, the outputs file aside, the database (ciphertext only) and the
-    supervisor's own log never hold the value."""
-    for path in data_dir.rglob("*"):
+def _nothing_on_disk(server: Server) -> None:
+    """The log files, the database (ciphertext only), the supervisor's log and the server's
+    own log never hold the value (only the outputs file the run wrote itself does)."""
+    for path in [*server.data_dir.rglob("*"), server.log_path]:
         if path.is_file() and path.name != ".herder-outputs" and not path.name.endswith(".sock"):
             assert VALUE.encode() not in path.read_bytes(), path
 
@@ -238,6 +238,10 @@ def test_servers_need_the_same_key(postgres_url: str) -> None:
         b.start()
         ok = b.wait_end(b.run("uses-secret")["id"])
         assert ok["status"] == "SUCCESS" and "argv=***" in b.log(ok["id"])
+        # The keys stay in the server: its supervisor (and so every run) never has them.
+        supervisor = int((b.data_dir / "supervisor.pid").read_text())
+        environ = Path(f"/proc/{supervisor}/environ").read_bytes()
+        assert b"HERDER_SECRET" not in environ and other.encode() not in environ
     finally:
         a.close()
         b.close()
