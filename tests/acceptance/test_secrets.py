@@ -218,6 +218,29 @@ def test_a_run_found_again_after_a_restart_is_masked(server: Server) -> None:
     assert run["outputs"] == {"pw": "***"}
 
 
+def test_rotating_the_key(server: Server) -> None:
+    """New key in, old key kept for reading, re-encrypt, old key out: the secret still works."""
+    old, new = new_key(), new_key()
+    server.stop()
+    server.env["HERDER_SECRET_KEY"] = old
+    server.start()
+    _setup(server)
+    server.stop()
+    server.env.update({"HERDER_SECRET_KEY": new, "HERDER_SECRET_OLD_KEYS": old})
+    server.start()
+    done = server.cli("secret", "reencrypt")
+    assert done.returncode == 0 and "re-encrypted 1 secret(s)" in done.stdout, done.stderr
+    again = server.client.post("/api/v1/secrets/reencrypt").json()
+    assert again["reencrypted"] == 0 and again["unreadable"] == []
+    server.stop()
+    del server.env["HERDER_SECRET_OLD_KEYS"]
+    server.start()
+    listed = server.client.get("/api/v1/secrets").json()["items"]
+    assert [s["key_id"] for s in listed] == [again["key_id"]]
+    run = server.wait_end(server.run("uses-secret")["id"])
+    assert run["status"] == "SUCCESS" and "argv=***" in server.log(run["id"])
+
+
 @pytest.mark.postgres
 def test_servers_need_the_same_key(postgres_url: str) -> None:
     """A server without the key a secret was stored with fails the run and says why; given

@@ -195,6 +195,22 @@ def secret_set(
     _said("secret", found, created, output_of(ctx, output))
 
 
+@secret_app.command("reencrypt")
+def secret_reencrypt(ctx: typer.Context, server: ServerOpt = None,
+                     output: OutputOpt = None) -> None:
+    """After a key rotation: move every secret to the server's current key."""
+    fmt = output_of(ctx, output)
+    with connect(ctx, server) as api:
+        done = api.post(f"{API}/secrets/reencrypt")
+    if fmt is not Output.TABLE:
+        render.emit(done, fmt)
+        return
+    render.out().print(f"re-encrypted {done.get('reencrypted')} secret(s) with key "
+                       f"{done.get('key_id')}", markup=False)
+    for ref in done.get("unreadable") or ():
+        render.error(f"{ref}: no key of the server decrypts it; set it again")
+
+
 @secret_app.command("new-key")
 def new_key() -> None:
     """Print a fresh key for HERDER_SECRET_KEY (made here; no server is asked)."""

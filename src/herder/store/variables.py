@@ -175,3 +175,25 @@ def check_defined(conn: Connection, spec: JobSpec) -> None:
                         then="save the job")
     if problem is not None:
         raise problem
+
+
+def sealed_with_other_keys(conn: Connection, key_id: str) -> list[tuple[int, str, str, str]]:
+    """``(id, namespace, name, ciphertext)`` of the secrets not encrypted with ``key_id``."""
+    rows = conn.execute(
+        sa.select(secrets.c.id, secrets.c.namespace, secrets.c.name, secrets.c.ciphertext)
+        .where(secrets.c.key_id != key_id).order_by(secrets.c.id)
+    )
+    return [(row.id, row.namespace, row.name, row.ciphertext) for row in rows]
+
+
+def reseal(conn: Connection, changes: list[tuple[int, str, str, str]], now: datetime) -> int:
+    """Store each ``(id, old ciphertext, new ciphertext, key id)``; a secret set again since
+    its old ciphertext was read keeps its new value. Answers how many were stored."""
+    done = 0
+    for secret_id, old, new, key_id in changes:
+        done += conn.execute(
+            secrets.update()
+            .where(secrets.c.id == secret_id, secrets.c.ciphertext == old)
+            .values(ciphertext=new, key_id=key_id, updated_at=now)
+        ).rowcount
+    return done

@@ -22,6 +22,7 @@ from herder.engine.engine import Engine
 from herder.model import variables as rules
 from herder.model.errors import InvalidSpec
 from herder.model.variables import Variable
+from herder.secret_keys import SecretKeyError
 from herder.store import variables as store
 from herder.store.variables import Kind
 
@@ -228,3 +229,37 @@ def _router(kind: Kind, body_type: type[_ValueIn], out: type[BaseModel],
 
 variables = _router("variable", VariableIn, VariableOut, VariablePage, Permission.EDIT)
 secrets = _router("secret", SecretIn, SecretOut, SecretPage, Permission.ADMIN)
+
+
+class Reencrypted(BaseModel):
+    """What ``POST /api/v1/secrets/reencrypt`` did."""
+
+    key_id: str = Field(description="the current key, which every secret is encrypted with now")
+    reencrypted: int = Field(description="secrets moved from an older key to the current one")
+    unreadable: list[str] = Field(description="secrets no key of this server decrypts (set "
+                                  "them again)")
+
+
+@secrets.post("/reencrypt", response_model=Reencrypted, summary="Re-encrypt every secret")
+async def reencrypt(engine: EngineDep, principal: PrincipalDep) -> Reencrypted:
+    """After a key rotation: encrypt every secret still under an older key with the current
+    key (``HERDER_SECRET_KEY``), so that the old key can be dropped. Needs admin on ``*``."""
+    principal.check(Permission.ADMIN, rules.GLOBAL, missing="no such route; see /docs")
+    keys = engine.secret_keys
+    current = await asyncio.to_thread(lambda: keys.current_id)
+    found = await engine.db.read(store.sealed_with_other_keys, current)
+
+    def convert() -> tuple[list[tuple[int, str, str, str]], list[str]]:
+        changes, unreadable = [], []
+        for secret_id, namespace, name, old in found:
+            try:
+                value = keys.decrypt(namespace, name, old)
+            except SecretKeyError:
+                unreadable.append(f"{namespace}/{name}")
+                continue
+            changes.append((secret_id, old, keys.encrypt(namespace, name, value), current))
+        return changes, unreadable
+
+    changes, unreadable = await asyncio.to_thread(convert)
+    done = await engine.db.write(store.reseal, changes, engine.clock())
+    return Reencrypted(key_id=current, reencrypted=done, unreadable=unreadable)
