@@ -16,7 +16,6 @@ Standard library only: the supervisor imports it.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from collections.abc import Iterable
 
@@ -42,24 +41,25 @@ class Masker:
     """Replaces the given strings (``forms`` of the secrets) in text and bytes."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        self.strings = [s for s in values if s]
-        self.patterns = sorted({s.encode() for s in self.strings}, key=len, reverse=True)
-        self._bytes = (
-            re.compile(b"|".join(re.escape(p) for p in self.patterns)) if self.patterns else None
-        )
-        self._text = (
-            re.compile("|".join(re.escape(s) for s in sorted(self.strings, key=len, reverse=True)))
-            if self.strings else None
-        )
+        # Longest first, so that a value holding a shorter one is replaced whole. One
+        # ``replace`` per string (a C search) is several times faster than one regex of them
+        # all: a run uses a few secrets, each with a few forms.
+        self.strings = sorted({s for s in values if s}, key=len, reverse=True)
+        self.patterns = sorted((s.encode() for s in self.strings), key=len, reverse=True)
+        self._mask = MASK.encode()
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def bytes(self, data: bytes) -> bytes:
-        return data if self._bytes is None else self._bytes.sub(MASK.encode(), data)
+        for pattern in self.patterns:
+            data = data.replace(pattern, self._mask)
+        return data
 
     def text(self, text: str) -> str:
-        return text if self._text is None else self._text.sub(MASK, text)
+        for string in self.strings:
+            text = text.replace(string, MASK)
+        return text
 
     def stream(self) -> StreamMasker:
         return StreamMasker(self)
