@@ -151,6 +151,17 @@ def test_undefined_names_are_refused_at_save_and_fail_the_run(server: Server) ->
     assert run["status"] == "PROC_ERROR" and "variable 'nope'" in run["error"], run
 
 
+def test_template_attacks_are_refused_when_a_job_is_saved(server: Server) -> None:
+    for template in ("{{ ''.__class__.__mro__ }}", "{{ 'a'.center(10**9) }}",
+                     "{{ " + "(" * 500 + "1" + ")" * 500 + " }}", "{% include 'x' %}",
+                     "{{ secrets.db_password | upper }}"):
+        answer = server.client.post("/api/v1/jobs", json={"name": "evil",
+                                                          "command": ["echo", template]})
+        assert answer.status_code == 422, (template, answer.text)
+        assert "template error" in answer.json()["error"]["message"]
+    assert server.client.get("/api/v1/jobs").json()["items"] == []
+
+
 def test_a_namespaced_value_overrides_the_global_one(server: Server) -> None:
     for namespace, value in (("*", "global"), ("ops", "ops-own")):
         assert server.client.post("/api/v1/variables", json={

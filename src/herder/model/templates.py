@@ -224,14 +224,15 @@ def _compile(text: str, shell: bool) -> tuple[Any, Refs]:
     env = _SHELL_ENV if shell else _ARGV_ENV
     try:
         parsed = env.parse(text)
-    except TemplateError as exc:
-        raise InvalidSpec(f"template error: {exc}") from exc
-    refs = _inspect(parsed)
-    try:
+        refs = _inspect(parsed)
         return env.from_string(parsed), refs
-    except TemplateError as exc:  # an unknown filter, found when compiling
-        raise InvalidSpec(f"template error: {exc}; allowed filters: "
-                          f"{', '.join(sorted(set(FILTERS) - {'d'}))}") from exc
+    except RecursionError:  # Jinja's parser and compiler recurse once per level of nesting
+        raise InvalidSpec("template error: expressions are nested too deeply") from None
+    except TemplateError as exc:  # also an unknown filter, found when compiling
+        hint = ""
+        if "No filter named" in str(exc):
+            hint = f"; allowed filters: {', '.join(sorted(set(FILTERS) - {'d'}))}"
+        raise InvalidSpec(f"template error: {exc}{hint}") from exc
 
 
 def _inspect(tree: nodes.Template) -> Refs:
@@ -268,11 +269,14 @@ def _inspect(tree: nodes.Template) -> Refs:
 
 
 def _walk(
-    node: nodes.Node, parents: tuple[nodes.Node, ...]
+    tree: nodes.Node, parents: tuple[nodes.Node, ...]
 ) -> Iterator[tuple[nodes.Node, tuple[nodes.Node, ...]]]:
-    yield node, parents
-    for child in node.iter_child_nodes():
-        yield from _walk(child, (*parents, node))
+    """Every node with its ancestors (iterative: nesting depth costs no stack)."""
+    stack = [(tree, parents)]
+    while stack:
+        node, above = stack.pop()
+        yield node, above
+        stack.extend((child, (*above, node)) for child in node.iter_child_nodes())
 
 
 def _scope_use(name: nodes.Name, parents: tuple[nodes.Node, ...]) -> str:
