@@ -209,6 +209,16 @@ def test_cli_reads_a_secret_from_stdin(server: Server) -> None:
     assert listed.returncode == 0, listed.stderr
     shown = server.cli("var", "get", "colour", "-n", "ops")
     assert shown.stdout == "blue\n"
+    variables = server.cli("var", "list").stdout
+    assert "ops/colour" in variables and "blue" in variables
+    secrets = server.cli("secret", "list")
+    assert "*/from_stdin" in secrets.stdout and not _leaks(secrets.stdout + secrets.stderr)
+    for args in (("var", "delete", "colour", "-n", "ops"),
+                 ("secret", "delete", "from_stdin", "--global")):
+        assert server.cli(*args).returncode == 0
+    assert "no secrets found" in server.cli("secret", "list", "-n", "*").stderr
+    missing = server.cli("var", "get", "colour", "-n", "ops")
+    assert missing.returncode == 1 and "no variable named 'colour'" in missing.stderr
 
 
 def test_a_run_found_again_after_a_restart_is_masked(server: Server) -> None:
