@@ -97,11 +97,14 @@ ATTACKS: list[tuple[str, str]] = [
     ("{{ unknown }}", "'unknown' is undefined"),
     ("{{ x", "template error"),
     ("{{ " + "(" * 500 + "1" + ")" * 500 + " }}", "nested too deeply"),
+    ("{{ params.x | lower(5) }}", "takes 1 positional argument"),
+    ("{{ params.x - 1 }}", "unsupported operand"),
+    ("{{ {[]: 1} }}", "unhashable"),
 ]
 
 
 def test_the_attack_count() -> None:
-    assert len(ATTACKS) == 60
+    assert len(ATTACKS) == 63
 
 
 @pytest.mark.parametrize(("template", "reason"), ATTACKS, ids=[a[:60] for a, _ in ATTACKS])

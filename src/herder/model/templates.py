@@ -353,6 +353,8 @@ def render(text: str, context: Mapping[str, Any], *, shell: bool) -> str:
         raise InvalidSpec(f"template error: {exc}") from exc
     except (ArithmeticError, MemoryError, OverflowError, RecursionError) as exc:
         raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
+    except (TypeError, ValueError, LookupError) as exc:  # a filter or operator given bad values
+        raise InvalidSpec(f"template error: {exc}") from exc
     finally:
         _BUDGET.reset(budget)
     return "".join(parts)
