@@ -39,6 +39,9 @@ from herder.supervisor.protocol import (
 )
 from herder.supervisor.records import ExitJournal, Outcome
 
+# What this supervisor can do beyond the first protocol, told in its hello: a client asks
+# before relying on it (``mask``: masking a run's secrets in its logs).
+FEATURES = ("mask",)
 _RECENT = 10_000  # ended runs remembered by id, for watches that come without a log_dir
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -156,7 +159,8 @@ class Supervisor:
 
     def hello(self, connection: Connection, message: Message) -> None:
         live = list(self.children)
-        connection.send({"op": "hello", "pid": os.getpid(), "live": live})
+        connection.send({"op": "hello", "pid": os.getpid(), "live": live,
+                         "features": list(FEATURES)})
 
     def spawn(self, connection: Connection, message: Message) -> None:
         run_id = message["id"]
