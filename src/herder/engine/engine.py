@@ -360,6 +360,7 @@ class Engine:
                 if self._fenced:
                     log.warning("run %s left to the server that took over", run.id,
                                 extra={"run_id": run.id, "action": "lease_lost"})
+                    self._maskers.pop(run.id, None)
                     return
                 await asyncio.sleep(0.1)
             handle = await backend.start(context)

@@ -54,7 +54,7 @@ def build_env(
 
 
 def template_context(run: Run, spec: JobSpec, values: Values = NO_VALUES) -> dict[str, Any]:
-    """What templates see, but ``params`` (rendered first, from this context)."""
+    """What templates see, except ``params`` (rendered first, from this context)."""
     return {
         **values.context(),
         "run": {
