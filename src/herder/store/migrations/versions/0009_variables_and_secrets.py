@@ -19,29 +19,26 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Time = sa.DateTime(timezone=True)
 
 
-def upgrade() -> None:
+def _create(table: str, *columns: sa.Column[object]) -> None:
     op.create_table(
-        "variables",
+        table,
         sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("namespace", sa.String(63), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        *columns,
         sa.Column("created_at", Time, nullable=False),
         sa.Column("updated_at", Time, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_variables"),
-        sa.UniqueConstraint("namespace", "name", name="uq_variables_namespace_name"),
+        sa.PrimaryKeyConstraint("id", name=f"pk_{table}"),
+        sa.UniqueConstraint("namespace", "name", name=f"uq_{table}_namespace_name"),
     )
-    op.create_table(
+
+
+def upgrade() -> None:
+    _create("variables", sa.Column("value", sa.Text(), nullable=False))
+    _create(
         "secrets",
-        sa.Column("id", BigId, autoincrement=True, nullable=False),
-        sa.Column("namespace", sa.String(63), nullable=False),
-        sa.Column("name", sa.String(64), nullable=False),
         sa.Column("ciphertext", sa.Text(), nullable=False),
         sa.Column("key_id", sa.String(32), nullable=False),
-        sa.Column("created_at", Time, nullable=False),
-        sa.Column("updated_at", Time, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_secrets"),
-        sa.UniqueConstraint("namespace", "name", name="uq_secrets_namespace_name"),
     )
 
 
