@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herder.model.durations import parse_duration
+
+if TYPE_CHECKING:
+    from herder.secret_keys import SecretKeys
 
 
 class Settings(BaseSettings):
@@ -60,6 +64,18 @@ class Settings(BaseSettings):
         300.0, description="how often ended runs are pruned by retention (e.g. '5m')"
     )
 
+    secret_key: SecretStr | None = Field(
+        None,
+        description="the key that encrypts secrets (`herder secret new-key` makes one); every "
+        "server of one database needs the same; default: the data folder's secret.key",
+    )
+    secret_key_file: Path | None = Field(
+        None, description="a file holding that key on its first line (older keys below it)"
+    )
+    secret_old_keys: SecretStr | None = Field(
+        None, description="older keys, comma-separated, still accepted to read secrets"
+    )
+
     @field_validator("kill_grace", "default_timeout", "lease_ttl", "retention_max_age",
                      "prune_every", mode="before")
     @classmethod
@@ -69,6 +85,17 @@ class Settings(BaseSettings):
         if isinstance(value, str | int | float):
             return parse_duration(value)
         return value
+
+    def secret_keys(self) -> SecretKeys:
+        """The keys of secrets, read when first needed."""
+        from herder.secret_keys import SecretKeys
+
+        return SecretKeys(
+            key=self.secret_key.get_secret_value() if self.secret_key else None,
+            key_file=self.secret_key_file,
+            old_keys=self.secret_old_keys.get_secret_value() if self.secret_old_keys else None,
+            data_dir=self.data_dir.resolve(),
+        )
 
     @property
     def store_url(self) -> str:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs, workflows
+from herder.api.routes import health, jobs, runs, variables, workflows
 from herder.api.schemas import ERROR_RESPONSES
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=settings.retention_max_age, max_runs=settings.retention_max_runs
             ),
             prune_every=settings.prune_every,
+            secret_keys=settings.secret_keys(),
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
@@ -73,4 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(workflows.router)
+    app.include_router(variables.variables)
+    app.include_router(variables.secrets)
     return app

@@ -44,9 +44,14 @@ class JobIn(Strict):
     command: list[str] | str = Field(
         description="an argv list (run as is) or a shell string (run by /bin/sh -c)"
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="values may be templates: {{ params.x }}, {{ vars.y }}, {{ secrets.z }}",
+    )
     params: dict[str, Scalar] = Field(
-        default_factory=dict, description="declared params and their defaults"
+        default_factory=dict,
+        description="declared params and their defaults; a default may be a template naming "
+        "vars and secrets (values given for one run are never rendered)",
     )
     backend: str = "local"
     timeout: str | float | None = Field(None, description="'90s', '1h' or seconds")
@@ -104,7 +109,7 @@ class JobIn(Strict):
     @field_validator("params")
     @classmethod
     def _params(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
-        return dict(_check(rules.check_params, v))
+        return dict(_check(rules.check_params, v, templates_allowed=True))
 
     @field_validator("backend")
     @classmethod

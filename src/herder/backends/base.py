@@ -32,6 +32,9 @@ class RunContext:
     work_dir: Path  # the run's own working folder; the backend creates it if missing
     log_dir: Path  # where the backend keeps stdout.log, stderr.log and output.log
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Strings to replace by ``***`` wherever the backend keeps the run's output (its secrets'
+    # values, in every form they may take: ``herder.masking.forms``).
+    masks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

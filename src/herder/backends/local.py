@@ -115,6 +115,7 @@ class LocalBackend:
             env=dict(run.env),
             cwd=work_dir,
             log_dir=log_dir,
+            mask=list(run.masks),
         )
         return {"pid": pid, "log_dir": log_dir, "supervisor": self._home, "host": self._host}
 

@@ -31,15 +31,17 @@ from typing import Any
 
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
-from herder.engine import admission, outputs, scheduler
+from herder.engine import admission, outputs, scheduler, values
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
 from herder.engine.retention import Pruner
 from herder.logs import LogStore
+from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
-from herder.model.jobs import check_env, merge_params
+from herder.model.jobs import JobSpec, check_env, merge_params
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
+from herder.secret_keys import SecretKeys
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
 from herder.store import servers as server_store
@@ -77,8 +79,12 @@ class Engine:
         schedule: bool = True,
         retention: Retention | None = None,
         prune_every: float = 300.0,
+        secret_keys: SecretKeys | None = None,
     ) -> None:
         self.db = db
+        self.secret_keys = secret_keys or SecretKeys(data_dir=data_dir)
+        # The maskers of the runs followed here that use secrets, until they end.
+        self._maskers: dict[int, Masker] = {}
         self.data_dir = data_dir
         self.owner = owner
         self.logs = LogStore(data_dir)
@@ -269,6 +275,10 @@ class Engine:
         """End a run this server owns (``run_store.finish`` or ``fail``) and, in the same
         transaction, retry it or let its job's queue move (``admission.after_end``)."""
 
+        mask = self._maskers.pop(run_id, None)
+        if mask and isinstance(fields.get("error"), str):
+            fields["error"] = mask.text(fields["error"])
+
         def end(conn: Any) -> tuple[Run, Admitted]:
             now = self.clock()
             run = fn(conn, run_id, owner=self.owner, epoch=self.epoch, now=now, **fields)
@@ -329,8 +339,15 @@ class Engine:
                               extra={"action": "dispatch_failed"})
 
     async def _launch(self, run: Run) -> None:
+        mask = values.NO_MASK
         try:
-            context = build_context(run, self.data_dir, self.logs)
+            spec = JobSpec.from_dict(run.spec)
+            used = await values.load(self.db, self.secret_keys, spec)
+            mask = values.masker(used)
+            if mask:
+                self._maskers[run.id] = mask
+            context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
+                                    spec=spec)
             backend = await self.backend(run.backend)
             if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
                 wait = (run.not_before - self.clock()).total_seconds()
@@ -343,11 +360,12 @@ class Engine:
                 if self._fenced:
                     log.warning("run %s left to the server that took over", run.id,
                                 extra={"run_id": run.id, "action": "lease_lost"})
+                    self._maskers.pop(run.id, None)
                     return
                 await asyncio.sleep(0.1)
             handle = await backend.start(context)
-        except (BackendError, InvalidSpec, OSError) as exc:
-            message = exc.message if isinstance(exc, HerderError) else str(exc)
+        except (HerderError, OSError) as exc:
+            message = mask.text(exc.message if isinstance(exc, HerderError) else str(exc))
             await self._end(run_store.fail, run.id, error=message)
             log.info("run %s could not start: %s", run.id, message,
                      extra={"run_id": run.id, "action": "run_failed_to_start"})
@@ -377,8 +395,11 @@ class Engine:
                 elif isinstance(event, Exited):
                     # Read before the end's transaction, on a thread: the writer never waits on
                     # a run's disk, and the end and the outputs are committed together.
+                    mask = self._maskers.get(run.id)
+                    if mask is None:  # found again after a restart or a takeover
+                        mask = await values.masker_for(self.db, self.secret_keys, run)
                     published = await asyncio.to_thread(
-                        outputs.read, self._data_dir_of(handle), run.id
+                        outputs.read, self._data_dir_of(handle), run.id, mask
                     )
                     await self._end(
                         run_store.finish, run.id, exit_code=event.exit_code, signal=event.signal,

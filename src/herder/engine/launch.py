@@ -9,8 +9,9 @@ from typing import Any
 from herder.backends.base import RunContext
 from herder.engine import outputs
 from herder.logs import LogStore
-from herder.model.jobs import JobSpec, render_command
+from herder.model.jobs import JobSpec, render_run
 from herder.model.runs import Run
+from herder.model.variables import NO_VALUES, Values
 
 # Taken from the server's own environment; nothing else is inherited (no tokens, no DB URLs).
 INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR")
@@ -26,14 +27,17 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def build_env(run: Run, spec: JobSpec, work_dir: Path) -> dict[str, str]:
-    """Base variables, then the job's env, then run-time overrides, then herder's own (last,
-    so nothing can shadow them)."""
+def build_env(
+    run: Run, spec: JobSpec, work_dir: Path, *, job_env: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Base variables, then the job's env (rendered), then run-time overrides, then herder's
+    own (last, so nothing can shadow them)."""
     env = {name: os.environ[name] for name in INHERITED if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(spec.env)
+    env.update(spec.env if job_env is None else job_env)
     env.update(run.env)
-    env.update(param_env(run.params))
+    env.update(param_env(run.params if params is None else params))
     env.update(
         {
             "HERDER_RUN_ID": str(run.id),
@@ -49,9 +53,10 @@ def build_env(run: Run, spec: JobSpec, work_dir: Path) -> dict[str, str]:
     return env
 
 
-def template_context(run: Run, spec: JobSpec) -> dict[str, Any]:
+def template_context(run: Run, spec: JobSpec, values: Values = NO_VALUES) -> dict[str, Any]:
+    """What templates see, except ``params`` (rendered first, from this context)."""
     return {
-        "params": dict(run.params),
+        **values.context(),
         "run": {
             "id": run.id,
             "attempt": run.attempt,
@@ -61,12 +66,17 @@ def template_context(run: Run, spec: JobSpec) -> dict[str, Any]:
     }
 
 
-def build_context(run: Run, data_dir: Path, logs: LogStore) -> RunContext:
-    """Render the command and name the run's folders (the backend creates them where the run
-    executes). Raises ``InvalidSpec`` for a template that cannot be rendered (the run then ends
-    PROC_ERROR with that message)."""
-    spec = JobSpec.from_dict(run.spec)
-    argv = render_command(spec, template_context(run, spec))
+def build_context(
+    run: Run, data_dir: Path, logs: LogStore, values: Values = NO_VALUES,
+    masks: tuple[str, ...] = (), spec: JobSpec | None = None,
+) -> RunContext:
+    """Render the params, the job's env and the command, and name the run's folders (the
+    backend creates them where the run executes). Raises ``InvalidSpec`` for a template that
+    cannot be rendered (the run then ends PROC_ERROR with that message). ``masks`` are the
+    strings the backend hides in the run's logs (its secrets); ``spec`` is the run's frozen spec,
+    when the caller has read it already."""
+    spec = spec or JobSpec.from_dict(run.spec)
+    argv, job_env, params = render_run(spec, run.params, template_context(run, spec, values))
     work_dir = outputs.work_dir(data_dir, run.id)
     log_dir = logs.run_dir(run.id)
     return RunContext(
@@ -75,8 +85,9 @@ def build_context(run: Run, data_dir: Path, logs: LogStore) -> RunContext:
         namespace=spec.namespace,
         job=spec.name,
         argv=argv,
-        env=build_env(run, spec, work_dir),
+        env=build_env(run, spec, work_dir, job_env=job_env, params=params),
         work_dir=work_dir,
         log_dir=log_dir,
         metadata=spec.metadata,
+        masks=masks,
     )

@@ -20,7 +20,9 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
+from herder.masking import Masker
 from herder.model import outputs
 from herder.model.outputs import Outputs
 
@@ -37,9 +39,12 @@ def path(data_dir: Path, run_id: int) -> Path:
     return work_dir(data_dir, run_id) / FILE_NAME
 
 
-def read(data_dir: Path, run_id: int) -> Outputs:
+def read(data_dir: Path, run_id: int, mask: Masker | None = None) -> Outputs:
     """The outputs the run left in its file: none when there is no file; ``{}`` with the
-    reason when the file is not one herder may read, or breaks the rules. Never raises."""
+    reason when the file is not one herder may read, or breaks the rules. Never raises.
+
+    With ``mask`` (the run's secrets), the values are masked in the file's bytes before they
+    are parsed, and again in the parsed strings (a JSON file may spell a value with escapes)."""
     try:
         data = _read_limited(work_dir(data_dir, run_id), FILE_NAME, outputs.MAX_BYTES + 1)
     except FileNotFoundError:
@@ -48,7 +53,23 @@ def read(data_dir: Path, run_id: int) -> Outputs:
         return Outputs(error=f"outputs: {FILE_NAME} {exc}; not read")
     except OSError as exc:
         return Outputs(error=f"outputs: cannot read {FILE_NAME} ({exc.strerror or exc})")
-    return outputs.load(data)
+    if not mask:
+        return outputs.load(data)
+    found = outputs.load(mask.bytes(data))
+    return Outputs(
+        values=_masked(found.values, mask),
+        error=None if found.error is None else mask.text(found.error),
+    )
+
+
+def _masked(value: Any, mask: Masker) -> Any:
+    if isinstance(value, str):
+        return mask.text(value)
+    if isinstance(value, list):
+        return [_masked(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {mask.text(k): _masked(v, mask) for k, v in value.items()}
+    return value
 
 
 class _Refused(Exception):

@@ -77,14 +77,28 @@ def check_value(value: object, *, where: str) -> str | int | float | bool:
     raise InvalidSpec(f"{where}: must be a string, a number or a boolean")
 
 
-def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+def check_params(params: Mapping[str, Any], *, templates_allowed: bool = False) -> dict[str, Any]:
+    """Param names and values; a job's defaults (``templates_allowed``) may be templates, which
+    are checked here (values given for one run are used as they are, never rendered)."""
     seen: dict[str, str] = {}
     for name in params:
         check_param_name(name)
         if name.upper() in seen:
             raise InvalidSpec(f"params: {name!r} and {seen[name.upper()]!r} differ only by case")
         seen[name.upper()] = name
-    return {name: check_value(v, where=f"params.{name}") for name, v in params.items()}
+    checked = {name: check_value(v, where=f"params.{name}") for name, v in params.items()}
+    if templates_allowed:
+        for name, value in checked.items():
+            if isinstance(value, str):
+                _check_template(value, where=f"params.{name}")
+    return checked
+
+
+def _check_template(text: str, *, where: str) -> None:
+    try:
+        templates.check(text, shell=False)
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{where}: {exc.message}", details=exc.details) from None
 
 
 def check_env(env: Mapping[str, Any], *, allow_reserved: bool) -> dict[str, str]:
@@ -99,6 +113,8 @@ def check_env(env: Mapping[str, Any], *, allow_reserved: bool) -> dict[str, str]
         if not isinstance(value, str):
             raise InvalidSpec(f"env.{name}: must be a string")
         check_value(value, where=f"env.{name}")
+        if allow_reserved:  # a job's env is rendered; a run's overrides are used as they are
+            _check_template(value, where=f"env.{name}")
         out[name] = value
     return out
 
@@ -247,15 +263,93 @@ def render_command(
     return [templates.render(arg, context, shell=False) for arg in spec.command]
 
 
+def render_params(
+    spec: JobSpec, params: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The params as the run sees them. A value that is still the job's default is rendered
+    (it may name ``vars`` and ``secrets``, not other params); a value given for this run is
+    used as it is, so a caller who may run a job cannot make it reveal a secret."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, str) and value == spec.params.get(name):
+            value = templates.render(value, context, shell=False)
+        out[name] = value
+    return out
+
+
+def render_env(spec: JobSpec, context: Mapping[str, Any]) -> dict[str, str]:
+    """The job's env values, rendered (they may name params, vars and secrets)."""
+    return {name: templates.render(v, context, shell=False) for name, v in spec.env.items()}
+
+
+def _users_refs(spec: JobSpec) -> templates.Refs:
+    """What the command and the env name."""
+    if isinstance(spec.command, str):
+        refs = templates.references(spec.command, shell=True)
+    else:
+        refs = templates.NO_REFS
+        for arg in spec.command:
+            refs |= templates.references(arg)
+    for value in spec.env.values():
+        refs |= templates.references(value)
+    return refs
+
+
+def references(spec: JobSpec) -> templates.Refs:
+    """Every variable and secret the job's templates name (command, env, param defaults).
+
+    A param whose default names a secret holds that secret: it may only be written out as it
+    is, like the secret, so that its value is what reaches the run (and is masked)."""
+    refs = _users_refs(spec)
+    holding = set()
+    for name, value in spec.params.items():
+        if isinstance(value, str):
+            found = templates.references(value)
+            refs |= found
+            if found.secrets:
+                holding.add(name)
+    if holding and refs.params_dynamic:
+        raise InvalidSpec(
+            f"params: {sorted(holding)[0]!r} holds a secret, so params may only be named "
+            "literally ({{ params.NAME }}) in this job"
+        )
+    changed = sorted(holding & refs.params_changed)
+    if changed:
+        raise InvalidSpec(
+            f"params.{changed[0]}: holds a secret, so it may only be written as "
+            f"{{{{ params.{changed[0]} }}}} or {{{{ params.{changed[0]} | shell_quote }}}}"
+        )
+    return refs
+
+
+def sample_values(refs: templates.Refs) -> dict[str, Any]:
+    """Stand-in ``vars`` and ``secrets`` holding every name ``refs`` names."""
+    return {
+        "vars": templates.Scope("variable", dict.fromkeys(refs.vars, "sample")),
+        "secrets": templates.Scope("secret", dict.fromkeys(refs.secrets, "sample-secret")),
+    }
+
+
+def render_run(
+    spec: JobSpec, params: Mapping[str, Any], context: Mapping[str, Any]
+) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """Render a run: its argv, its job env and its params, from ``context`` (``run``, ``job``,
+    ``vars``, ``secrets``; ``params`` is added here once rendered)."""
+    rendered = render_params(spec, params, context)
+    full = {**context, "params": rendered}
+    return render_command(spec, full), render_env(spec, full), rendered
+
+
 def check_renders(spec: JobSpec) -> None:
     """Render the command once with the job's own param defaults, so a template that can never
-    work (an unknown param, a value used unquoted in a shell) is refused when the job is saved."""
+    work (an unknown param, a value used unquoted in a shell) is refused when the job is saved.
+    Variables and secrets are stood in for here; whether they exist is the store's to say."""
     sample = {
-        "params": dict(spec.params),
         "run": {"id": 1, "attempt": 1, "scheduled_for": ""},
         "job": {"name": spec.name, "namespace": spec.namespace},
+        **sample_values(references(spec)),
     }
-    render_command(spec, sample)
+    render_run(spec, spec.params, sample)
 
 
 def merge_params(

@@ -263,7 +263,7 @@ def _templates(spec: WorkflowSpec, step: Step, where: str, steps: frozenset[str]
     context = _sample_context(spec, step, steps)
     for field, text, shell, params, item in fields:
         at = f"{where}.{field}"
-        for chain in templates.references(text, shell=shell):
+        for chain in templates.name_chains(text, shell=shell):
             problem = _check_reference(chain, params=params, steps=steps, item=item)
             if problem is not None:
                 raise InvalidSpec(f"{at}: {problem}")

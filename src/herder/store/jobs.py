@@ -17,6 +17,7 @@ from herder.model.runs import ACTIVE
 from herder.model.schedules import Schedule, next_fire
 from herder.store.tables import jobs, runs
 from herder.store.text import contains
+from herder.store.variables import check_defined
 
 
 def _row_to_job(row: Row[Any]) -> Job:
@@ -114,6 +115,7 @@ def values(spec: Definition, now: datetime) -> dict[str, Any]:
 
 def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
     """Insert a new job; ``NameTaken`` if its namespace already has one by that name."""
+    check_defined(conn, spec)
     try:
         job_id = conn.execute(
             jobs.insert().values(
@@ -143,6 +145,7 @@ def replace(conn: Connection, spec: JobSpec, now: datetime) -> tuple[Job, bool]:
 def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
     """Store a new spec for an existing job (its name and namespace may change)."""
     old = get(conn, str(job_id))
+    check_defined(conn, spec)
     try:
         conn.execute(
             jobs.update()

@@ -171,3 +171,26 @@ workflows = sa.Table(
     sa.UniqueConstraint("namespace", "name"),
     sa.Index(None, "plan_at"),
 )
+
+# Variables and secrets, per namespace or global (namespace ``*``). A secret's ``ciphertext`` is
+# its value encrypted with the key ``key_id`` names (``herder.secret_keys``); never the value.
+def _scoped_values(table: str, *columns: sa.Column[Any]) -> sa.Table:
+    return sa.Table(
+        table,
+        metadata,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        *columns,
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.UniqueConstraint("namespace", "name"),
+    )
+
+
+variables = _scoped_values("variables", sa.Column("value", sa.Text, nullable=False))
+secrets = _scoped_values(
+    "secrets",
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+)

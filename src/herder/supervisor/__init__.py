@@ -9,15 +9,21 @@ server about runs it started before.
 It speaks newline-delimited JSON over the Unix socket ``DATA_DIR/supervisor.sock``::
 
     client → supervisor                        supervisor → client
-    {"op":"hello"}                             {"op":"hello","pid":N,"live":[run ids]}
+    {"op":"hello"}                             {"op":"hello","pid":N,"live":[run ids],
+                                                "features":["mask"]}
     {"op":"spawn","id","argv","env","cwd",     {"op":"started","id","pid"}
-     "log_dir"}                                | {"op":"failed","id","error"}
+     "log_dir","mask"?}                        | {"op":"failed","id","error"}
     {"op":"watch","id","log_dir"}              {"op":"running","id","pid"} and later "exited"
                                                | {"op":"exited","id","exit_code","signal"}
                                                | {"op":"unknown","id"}
     {"op":"kill","id","grace"}                 {"op":"killed","id","found"}
     {"op":"bye"}                               (the supervisor closes the connection)
     anything else, or a bad run id             {"op":"error","error"}
+
+``mask`` lists strings (a run's secrets, in every form they take) replaced by ``***`` in the
+run's logs before they are written, and in a ``failed`` error. A supervisor that masks says
+``"mask"`` in its hello's ``features``; the client sends no run with secrets to one that does
+not (a supervisor left running by an older herder).
 
 ``exited`` (``{"op":"exited","id","exit_code","signal","pid"?}``) is also pushed, unasked, to
 every connection that spawned or watched the run, once the process group is gone, the logs are

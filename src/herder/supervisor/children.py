@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from herder.masking import Masker
 from herder.supervisor.protocol import OUTPUT_LOG, STDERR_LOG, STDOUT_LOG
 from herder.supervisor.records import Outcome
 
@@ -60,14 +61,31 @@ class RunLogs:
 
     File creation is the dearest thing the supervisor does on a busy disk (more than the fork
     and exec); a silent run costs no log files at all, and readers take a missing file as empty.
+
+    With a ``mask`` (the run's secrets) each stream is masked before it is written, so the files
+    never hold a value; the end of a read that could be the start of a value waits for the next
+    read of that stream, or its end (``end``).
     """
 
-    def __init__(self, log_dir: str) -> None:
+    def __init__(self, log_dir: str, mask: Masker | None = None) -> None:
         self.log_dir = log_dir
         self._fds: tuple[int, int, int] | None = None
+        self._masks = (mask.stream(), mask.stream()) if mask else None
 
     def write(self, stream: int, data: bytes) -> None:
         """Append ``data`` to stream 0 (stdout) or 1 (stderr), and to the combined log."""
+        if self._masks is not None:
+            data = self._masks[stream].feed(data)
+            if not data:
+                return
+        self._append(stream, data)
+
+    def end(self, stream: int) -> None:
+        """The stream has ended: write what masking held back."""
+        if self._masks is not None and self._masks[stream].holding:
+            self._append(stream, self._masks[stream].flush())
+
+    def _append(self, stream: int, data: bytes) -> None:
         if self._fds is None:
             self._fds = self._open()
         _write_all(self._fds[stream], data)
@@ -189,6 +207,7 @@ class Child:
         stdin: int,
         on_end: Callable[[Child], None],
         make_cwd: bool = False,
+        mask: Masker | None = None,
     ) -> Child:
         """Start ``argv`` in its own session with its output going to ``log_dir``; with
         ``make_cwd`` its working folder is created first (here, off the server's event loop).
@@ -203,7 +222,7 @@ class Child:
                 raise SpawnError(
                     f"cannot create working folder {cwd!r} ({exc.strerror or exc})"
                 ) from exc
-        logs = RunLogs(log_dir)
+        logs = RunLogs(log_dir, mask)
         out_r = out_w = err_r = err_w = -1
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -320,6 +339,7 @@ class Child:
         if data:
             self._write(stream, data)
             return
+        self._end_stream(stream)
         self._close_pipe(pipe)
         self._maybe_finish()
 
@@ -329,8 +349,14 @@ class Child:
         self._open_pipes.discard(pipe)
 
     def _write(self, stream: int, data: bytes) -> None:
+        self._logged(self._logs.write, stream, data)
+
+    def _end_stream(self, stream: int) -> None:
+        self._logged(self._logs.end, stream)
+
+    def _logged(self, write: Callable[..., None], *args: object) -> None:
         try:
-            self._logs.write(stream, data)
+            write(*args)
         except OSError as exc:
             if not self._write_failed:  # say it once, keep draining so the run never blocks
                 log(f"run {self.run_id}: cannot write its logs in {self.log_dir}: {exc}")
@@ -359,5 +385,7 @@ class Child:
         self._finished = True
         if self._drain_timer is not None:
             self._drain_timer.cancel()
+        for stream in (0, 1):  # pipes closed without their end of file (see _stop_waiting)
+            self._end_stream(stream)
         self._logs.close()
         self._on_end(self)

@@ -105,6 +105,7 @@ class SupervisorClient:
         self.timeout = timeout
         self.current: _Connection | None = None
         self.supervisor_pid: int | None = None
+        self.features: frozenset[str] = frozenset()  # what the supervisor said it can do
         self._runs: dict[object, _Run] = {}
         self._unclaimed: OrderedDict[object, None] = OrderedDict()
         self._kills: dict[object, tuple[Message, list[asyncio.Future[Message]]]] = {}
@@ -140,19 +141,30 @@ class SupervisorClient:
         cwd: str,
         log_dir: str,
         make_cwd: bool = False,
+        mask: list[str] | None = None,
     ) -> int | None:
-        """Start a run; its pid, or ``BackendError`` with the supervisor's reason."""
+        """Start a run; its pid, or ``BackendError`` with the supervisor's reason. ``mask``:
+        strings the supervisor replaces by ``***`` in the run's logs."""
         connection = await self._connection()
+        if mask and "mask" not in self.features:
+            # A supervisor started by an older herder would write the secrets unmasked.
+            raise BackendError(
+                f"the supervisor of {self.data_dir} (pid {self.supervisor_pid}) was started by "
+                "an older herder and cannot mask secrets in logs, so a run that uses secrets "
+                "cannot start until it is replaced: stop it with SIGTERM (it waits for its "
+                "runs to end, then the next run starts a new one), then retry the run"
+            )
         known = self._runs.get(run_id)
         if known is not None and not known.outcome.done():
             raise BackendError(f"run {run_id} is already started or followed by this server")
         self._unclaimed.pop(run_id, None)
         run = _Run(log_dir, spawn=_future())
         self._runs[run_id] = run
-        connection.send(
-            {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd,
-             "log_dir": log_dir, "make_cwd": make_cwd}
-        )
+        request = {"op": "spawn", "id": run_id, "argv": argv, "env": env, "cwd": cwd,
+                   "log_dir": log_dir, "make_cwd": make_cwd}
+        if mask:
+            request["mask"] = mask
+        connection.send(request)
         assert run.spawn is not None
         reply = await run.spawn
         if reply["op"] != "started":
@@ -289,6 +301,9 @@ class SupervisorClient:
                 )
         hello = connection.hello.result()
         self.supervisor_pid = hello.get("pid")
+        features = hello.get("features")
+        self.features = frozenset(f for f in features if isinstance(f, str)) if isinstance(
+            features, list) else frozenset()
         self.current = connection
         logger.debug("connected to supervisor %s", self.supervisor_pid)
 

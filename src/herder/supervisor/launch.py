@@ -39,7 +39,9 @@ def _launch(data_dir: Path, timeout: float, settings: Mapping[str, str]) -> int 
     the race to another supervisor (0) or failed (its exit status); ``None`` on timeout.
     ``settings`` (``HERDER_*`` variables the supervisor reads) are added to its environment."""
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    env = dict(os.environ) | dict(settings)
+    # The secret keys stay with the server: the supervisor never decrypts anything.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERDER_SECRET")}
+    env |= dict(settings)
     # The supervisor must import this very herder, even when it is not installed.
     source = os.path.dirname(os.path.dirname(os.path.abspath(herder.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))

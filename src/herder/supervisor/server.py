@@ -18,6 +18,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable
 
+from herder.masking import Masker
 from herder.supervisor.children import (
     Child,
     RunId,
@@ -38,6 +39,9 @@ from herder.supervisor.protocol import (
 )
 from herder.supervisor.records import ExitJournal, Outcome
 
+# What this supervisor can do beyond the first protocol, told in its hello: a client asks
+# before relying on it (``mask``: masking a run's secrets in its logs).
+FEATURES = ("mask",)
 _RECENT = 10_000  # ended runs remembered by id, for watches that come without a log_dir
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -57,6 +61,9 @@ def _spawn_arguments(message: Message) -> str | None:
         return "env must map strings to strings"
     if not isinstance(message.get("cwd"), str) or not isinstance(message.get("log_dir"), str):
         return "cwd and log_dir must be strings"
+    mask = message.get("mask", [])
+    if not isinstance(mask, list) or not all(isinstance(m, str) for m in mask):
+        return "mask must be a list of strings"
     return None
 
 
@@ -152,7 +159,8 @@ class Supervisor:
 
     def hello(self, connection: Connection, message: Message) -> None:
         live = list(self.children)
-        connection.send({"op": "hello", "pid": os.getpid(), "live": live})
+        connection.send({"op": "hello", "pid": os.getpid(), "live": live,
+                         "features": list(FEATURES)})
 
     def spawn(self, connection: Connection, message: Message) -> None:
         run_id = message["id"]
@@ -164,6 +172,7 @@ class Supervisor:
         if problem is not None:
             connection.send({"op": "failed", "id": run_id, "error": problem})
             return
+        mask = Masker(message.get("mask", []))
         try:
             child = Child.start(
                 run_id,
@@ -174,9 +183,10 @@ class Supervisor:
                 stdin=self._devnull,
                 on_end=self._output_done,
                 make_cwd=message.get("make_cwd") is True,
+                mask=mask,
             )
-        except SpawnError as exc:
-            connection.send({"op": "failed", "id": run_id, "error": str(exc)})
+        except SpawnError as exc:  # it may quote the program: a secret's value is masked
+            connection.send({"op": "failed", "id": run_id, "error": mask.text(str(exc))})
             return
         self._journal.started(run_id)
         child.watchers.add(connection)
