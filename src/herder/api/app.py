@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs
+from herder.api.routes import bundles, health, jobs, run_files, runs
+from herder.api.routes.bundles import bundle_limits, upload_limits
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=settings.retention_max_age, max_runs=settings.retention_max_runs
             ),
             prune_every=settings.prune_every,
+            bundle_limits=bundle_limits(settings),
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
@@ -66,8 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body, larger=upload_limits(settings))
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(run_files.router)
+    app.include_router(bundles.router)
     return app
