@@ -24,8 +24,10 @@ from herder.store.tables import bundles, jobs, runs
 
 _META = [c for c in bundles.c if c.name != "data"]
 _INSERT = {
-    "postgresql": postgresql.insert(bundles).on_conflict_do_nothing(index_elements=["id"]),
-    "sqlite": sqlite.insert(bundles).on_conflict_do_nothing(index_elements=["id"]),
+    "postgresql": postgresql.insert(bundles).on_conflict_do_nothing(index_elements=["id"])
+    .returning(bundles.c.id),
+    "sqlite": sqlite.insert(bundles).on_conflict_do_nothing(index_elements=["id"])
+    .returning(bundles.c.id),
 }
 
 
@@ -79,7 +81,7 @@ def save(
         "files": [f.to_dict() for f in bundle.files], "data": data,
         "created_at": bundle.created_at,
     }
-    created = bool(conn.execute(_INSERT[conn.dialect.name], values).rowcount)
+    created = conn.execute(_INSERT[conn.dialect.name], values).first() is not None
     kept = _select(conn, bundle.id)
     if not created and entrypoint_given and kept.entrypoint != bundle.entrypoint:
         conn.execute(
