@@ -71,9 +71,9 @@ def test_a_bundle_is_kept_once_and_named_by_jobs(db: Database) -> None:
     assert spec.script == Script(bundle=first.id, entrypoint="run.sh")  # filled in when saved
     with pytest.raises(Conflict, match="job default/user"):
         db.write_sync(bundle_store.delete, first.id)
-    with pytest.raises(InvalidSpec, match="script.bundle: no bundle"):
+    with pytest.raises(InvalidSpec, match=r"script.bundle: no bundle"):
         job_of(db, "nobundle", Script(bundle="f" * 64))
-    with pytest.raises(InvalidSpec, match="script.entrypoint: the bundle has no file"):
+    with pytest.raises(InvalidSpec, match=r"script.entrypoint: the bundle has no file"):
         job_of(db, "noentry", Script(bundle=first.id, entrypoint="x.sh"))
 
 
