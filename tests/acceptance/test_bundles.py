@@ -66,7 +66,7 @@ def test_upload_is_kept_once_by_content(s: Server) -> None:
 def test_a_bundle_job_runs_its_entry_point_in_the_unpacked_folder(s: Server) -> None:
     bundle = upload(s, tool_tar()).json()
     job = s.create_job(name="bundled", script={"bundle": bundle["id"]}, params={"who": "ops"})
-    assert job["script"] == {"bundle": bundle["id"], "entrypoint": "script.sh"}
+    assert job["script"] == {"bundle": bundle["id"], "entrypoint": None}
     assert job["command"] is None
     run = s.run("bundled", params={"who": "dev"})
     done = s.wait_end(run["id"])

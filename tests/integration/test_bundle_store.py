@@ -44,7 +44,7 @@ def job_of(db: Database, name: str, script: Script | None = None) -> int:
     spec = JobSpec(name=name, command=None if script else ["true"], script=script)
 
     def create(conn: Connection) -> int:
-        return job_store.create(conn, bundle_store.resolve_script(conn, spec), NOW).id
+        return job_store.create(conn, bundle_store.check_script(conn, spec), NOW).id
 
     return db.write_sync(create)
 
@@ -68,7 +68,7 @@ def test_a_bundle_is_kept_once_and_named_by_jobs(db: Database) -> None:
     assert [b.id for b in db.read_sync(bundle_store.search, after_id=None, limit=10)] == [first.id]
     job_id = job_of(db, "user", Script(bundle=first.id))
     spec = db.read_sync(job_store.get, str(job_id)).spec
-    assert spec.script == Script(bundle=first.id, entrypoint="run.sh")  # filled in when saved
+    assert spec.script == Script(bundle=first.id)  # kept as given: the bundle's own is used
     with pytest.raises(Conflict, match="job default/user"):
         db.write_sync(bundle_store.delete, first.id)
     with pytest.raises(InvalidSpec, match=r"script.bundle: no bundle"):

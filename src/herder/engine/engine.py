@@ -20,6 +20,7 @@ job's concurrency policy and every end its retry policy (``engine.admission``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import os
@@ -347,7 +348,9 @@ class Engine:
     async def _launch(self, run: Run, has_files: bool = False) -> None:
         try:
             context = build_context(run, self.data_dir, self.logs)
-            await self.workspace.stage(run, context.work_dir, has_files=has_files)
+            argv = await self.workspace.stage(run, context.work_dir, has_files=has_files)
+            if argv is not None:  # a script: its entry point may be the bundle's own
+                context = dataclasses.replace(context, argv=argv)
             backend = await self.backend(run.backend)
             if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
                 wait = (run.not_before - self.clock()).total_seconds()

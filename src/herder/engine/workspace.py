@@ -18,6 +18,7 @@ from pathlib import Path
 from herder.bundles.archive import Limits, extract
 from herder.model import inputs
 from herder.model.errors import InvalidSpec, NotFound
+from herder.model.jobs import JobSpec, script_argv
 from herder.model.runs import Run
 from herder.store import bundles as bundle_store
 from herder.store import run_files as file_store
@@ -31,22 +32,25 @@ class Workspace:
         self.db = db
         self.limits = limits
 
-    async def stage(self, run: Run, work_dir: Path, *, has_files: bool) -> None:
+    async def stage(self, run: Run, work_dir: Path, *, has_files: bool) -> list[str] | None:
         """Unpack the run's bundle (if its job has a script) and write its input files (if it
-        has any). Raises ``InvalidSpec`` (the run then ends PROC_ERROR with the message)."""
-        script = run.spec.get("script")
-        if script is None and not has_files:
-            return
-        bundle = None
-        if script is not None:
+        has any); answers the argv that starts the bundle's entry point (None: no script).
+        Raises ``InvalidSpec`` (the run then ends PROC_ERROR with the message)."""
+        spec = JobSpec.from_dict(run.spec)
+        if spec.script is None and not has_files:
+            return None
+        bundle, argv = None, None
+        if spec.script is not None:
             try:
-                bundle = await self.db.read(bundle_store.data, script["bundle"])
+                bundle = await self.db.read(bundle_store.data, spec.script.bundle)
             except NotFound:
                 raise InvalidSpec(
-                    f"script.bundle: bundle {script['bundle']} no longer exists"
+                    f"script.bundle: bundle {spec.script.bundle} no longer exists"
                 ) from None
+            argv = script_argv(bundle_store.entrypoint(bundle[0], spec.script))
         files = await self.db.read(file_store.load, run.id) if has_files else []
         await asyncio.to_thread(self._build, work_dir, bundle, files)
+        return argv
 
     def _build(
         self, work_dir: Path, bundle: tuple[bundle_store.Bundle, bytes] | None,

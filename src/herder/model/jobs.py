@@ -291,7 +291,7 @@ def render_command(
 ) -> list[str]:
     """The argv to execute: templates rendered, a shell string wrapped in ``/bin/sh -c``; a
     script's entry point as ``script_argv`` says."""
-    if spec.script is not None:
+    if spec.script is not None:  # the bundle's own entry point unless the job names one
         return script_argv(spec.script.entrypoint or "script.sh")
     if spec.command is None:
         raise InvalidSpec("a job needs a command or a script")

@@ -138,10 +138,10 @@ def delete(conn: Connection, bundle_id: str) -> None:
     conn.execute(bundles.delete().where(bundles.c.id == bundle_id))
 
 
-def resolve_script(conn: Connection, spec: JobSpec) -> JobSpec:
-    """A job's spec with its script checked against the bundle it names (which must exist and
-    hold the entry point) and the entry point filled in; other specs as they are. Called in the
-    job's save transaction."""
+def check_script(conn: Connection, spec: JobSpec) -> JobSpec:
+    """Check a job's script against the bundle it names, in the job's save transaction: the
+    bundle must exist and hold the entry point (the job's, or else the bundle's own, which is
+    what the job's runs start: the job keeps ``entrypoint`` as it was given). Answers ``spec``."""
     if spec.script is None:
         return spec
     try:
@@ -151,8 +151,13 @@ def resolve_script(conn: Connection, spec: JobSpec) -> JobSpec:
             f"script.bundle: no bundle with id {spec.script.bundle!r}; upload it first "
             "(POST /api/v1/bundles, or `herder bundle upload PATH`)"
         ) from None
+    entrypoint(bundle, spec.script)
+    return spec
+
+
+def entrypoint(bundle: Bundle, script: Script) -> str:
+    """The file a run of ``script`` starts: the script's entry point, or else the bundle's."""
     try:
-        entrypoint = check_entrypoint(bundle.files, spec.script.entrypoint or bundle.entrypoint)
+        return check_entrypoint(bundle.files, script.entrypoint or bundle.entrypoint)
     except InvalidSpec as exc:
         raise InvalidSpec(f"script.{exc.message}", details=exc.details) from None
-    return replace(spec, script=Script(bundle=bundle.id, entrypoint=entrypoint))

@@ -44,7 +44,7 @@ async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
     """Create a job; 409 if its namespace already has one by that name."""
 
     def create(conn: Connection) -> Job:
-        spec = bundle_store.resolve_script(conn, body.to_spec())
+        spec = bundle_store.check_script(conn, body.to_spec())
         return job_store.create(conn, spec, engine.clock())
 
     job = await engine.db.write(create)
@@ -61,7 +61,7 @@ async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Respon
                           f"{spec.name}")
 
     def apply(conn: Connection) -> tuple[Job, bool]:
-        spec = bundle_store.resolve_script(conn, body.to_spec())
+        spec = bundle_store.check_script(conn, body.to_spec())
         if job_store.is_id(ref):
             return job_store.update(conn, job_store.get(conn, ref).id, spec, engine.clock()), False
         return job_store.replace(conn, spec, engine.clock())
@@ -150,7 +150,7 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
             if changes.get(given) is not None and other not in changes:
                 merged[other] = None  # a script replaces the command, and the other way round
         try:
-            spec = bundle_store.resolve_script(conn, JobIn.model_validate(merged).to_spec())
+            spec = bundle_store.check_script(conn, JobIn.model_validate(merged).to_spec())
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
