@@ -52,8 +52,8 @@ FilesOpt = Annotated[
 _INFO = ("id", "ref", "created_at", "updated_at", "run_count", "next_run_at")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
-    "description", "command", "params", "env", "backend", "schedule", "enabled", "timeout",
-    "retries", "concurrency", "max_active", "misfire", "metadata",
+    "description", "command", "script", "params", "env", "backend", "schedule", "enabled",
+    "timeout", "retries", "concurrency", "max_active", "misfire", "metadata",
 )
 _VERB_STYLES = {"created": "green", "updated": "yellow", "unchanged": "dim"}
 _DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
@@ -322,6 +322,8 @@ def to_manifest(job: Mapping[str, Any]) -> dict[str, Any]:
     for key in (*(k for k in SPEC_ORDER if k in job), *extra):
         value = job[key]
         if key in defaults and key != "command" and value == defaults[key]:
+            continue
+        if key == "command" and value is None:  # a script job
             continue
         if key not in defaults and value is None:
             continue
