@@ -41,8 +41,8 @@ class JobIn(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     command: list[str] | str | None = Field(
-        None, description="an argv list (run as is) or a shell string (run by /bin/sh -c); "
-        "or give script"
+        description="an argv list (run as is) or a shell string (run by /bin/sh -c); "
+        "required unless script is given"
     )
     script: dict[str, Any] | None = Field(
         None, description="{bundle: <id>, entrypoint: script.sh}: an uploaded bundle, unpacked "
@@ -73,6 +73,14 @@ class JobIn(Strict):
         None, description="{max_age: 30d, max_runs: 1000}: ended runs and logs kept; default: "
         "the server's HERDER_RETENTION_* settings"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _script_instead(cls, data: Any) -> Any:
+        # A script stands in for the command: then "command" may be left out.
+        if isinstance(data, dict) and data.get("script") is not None and "command" not in data:
+            return {**data, "command": None}
+        return data
 
     @field_validator("name")
     @classmethod

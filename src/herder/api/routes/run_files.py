@@ -48,8 +48,12 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_RAW_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 @router.put("/{run_id}/files/{name:path}", status_code=201, response_model=RunFileOut,
-            responses={200: {"model": RunFileOut}})
+            responses={200: {"model": RunFileOut}}, openapi_extra=_RAW_BODY)
 async def put_run_file(
     run_id: RunId, name: str, request: Request, db: DbDep, principal: PrincipalDep,
     response: Response,
