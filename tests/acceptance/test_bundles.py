@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import sqlite3
 import tarfile
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +33,7 @@ test -x bin/tool && bin/tool
 
 @pytest.fixture(scope="module")
 def s() -> Iterator[Server]:
-    server = Server(short_dir() / "data", env={"HERDER_BUNDLE_MAX_SIZE": "300000",
+    server = Server(short_dir() / "data", env={"HERDER_BUNDLE_MAX_SIZE": "2000000",
                                                "HERDER_BUNDLE_MAX_ENTRIES": "100",
                                                "HERDER_RUN_FILE_MAX_SIZE": "1000"}).start()
     yield server
@@ -150,7 +151,7 @@ def test_hostile_archives_are_refused_and_nothing_is_kept(s: Server, kind: str) 
 
 
 def test_an_archive_over_the_size_limit_gets_413(s: Server) -> None:
-    noise = random.Random(7).randbytes(400_000)  # bytes that do not compress
+    noise = random.Random(7).randbytes(2_100_000)  # bytes that do not compress
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as t:
         info = tarfile.TarInfo("script.sh")
@@ -159,6 +160,47 @@ def test_an_archive_over_the_size_limit_gets_413(s: Server) -> None:
     response = upload(s, buffer.getvalue())
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+
+
+def test_an_upload_over_the_usual_body_limit_but_within_its_own_is_taken(s: Server) -> None:
+    noise = random.Random(8).randbytes(1_500_000)  # over HERDER_MAX_BODY's 1 MiB
+    response = upload(s, make_tar(tar_file("script.sh", b"true\n"), tar_file("blob", noise)))
+    assert response.status_code == 201, response.text
+    assert response.json()["unpacked_size"] == 1_500_005
+
+
+def test_a_stored_bundle_is_checked_again_when_a_run_unpacks_it(s: Server) -> None:
+    """Bytes changed behind herder's back (in the store) are refused, not run."""
+    kept = upload(s, make_zip(("script.sh", b"echo kept\n"))).json()
+    s.create_job(name="tampered", script={"bundle": kept["id"]})
+    evil = make_zip(("script.sh", b"echo kept\n"), ("evil.sh", b"echo evil\n"))
+    with sqlite3.connect(s.data_dir / "herder.db") as db:
+        db.execute("UPDATE bundles SET data = ? WHERE id = ?", (evil, kept["id"]))
+    run = s.run("tampered")
+    end = s.wait_end(run["id"])
+    assert end["status"] == "PROC_ERROR"
+    assert "'evil.sh' was not in the bundle as uploaded" in end["error"]
+    assert not (s.data_dir / "work" / str(run["id"])).exists()
+    assert list((s.data_dir / "work").glob(".*staging*")) == []  # nothing half-unpacked left
+
+
+@pytest.mark.postgres
+def test_bundles_and_input_files_on_postgres(postgres_url: str) -> None:
+    server = Server(short_dir() / "data", database_url=postgres_url).start()
+    try:
+        bundle = upload(server, tool_tar()).json()
+        server.create_job(name="pg-bundled", script={"bundle": bundle["id"]},
+                          params={"who": "pg"})
+        run = server.run("pg-bundled", manual_start=True)
+        put = server.client.put(f"/api/v1/runs/{run['id']}/files/x.txt", content=b"x")
+        assert put.status_code == 201
+        assert server.client.post(f"/api/v1/runs/{run['id']}/approve").status_code == 200
+        assert server.wait_end(run["id"])["status"] == "SUCCESS"
+        assert server.log(run["id"]).splitlines()[1:] == ["greetings", "tool ran"]
+        assert (server.data_dir / "work" / str(run["id"]) / "inputs" / "x.txt").read_bytes() \
+            == b"x"
+    finally:
+        server.close()
 
 
 def test_an_upload_without_a_file_is_a_clear_422(s: Server) -> None:

@@ -119,3 +119,16 @@ def test_approval_passes_the_concurrency_policy(s: Server) -> None:
         s.client.post(f"/api/v1/runs/{run_id}/cancel", json={"force": True})
     wait_for(lambda: all(s.get_run(r)["status"] == "ABORTED"
                          for r in (busy["id"], later["id"], pending["id"])), what="all aborted")
+
+
+def test_a_retry_is_given_its_parents_files(s: Server) -> None:
+    s.create_job(name="flaky", command='cat "$HERDER_INPUTS/in.txt"; exit 3')
+    run = s.run("flaky", manual_start=True)
+    s.client.put(f"/api/v1/runs/{run['id']}/files/in.txt", content=b"kept for retries\n")
+    s.client.post(f"/api/v1/runs/{run['id']}/approve")
+    assert s.wait_end(run["id"])["status"] == "APP_ERROR"
+    retry = s.client.post(f"/api/v1/runs/{run['id']}/retry").json()
+    assert s.wait_end(retry["id"])["status"] == "APP_ERROR"
+    assert s.log(retry["id"]) == "kept for retries\n"
+    listed = s.client.get(f"/api/v1/runs/{retry['id']}/files").json()["items"]
+    assert [f["name"] for f in listed] == ["in.txt"]

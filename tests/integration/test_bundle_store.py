@@ -116,6 +116,16 @@ def test_files_are_attached_before_dispatch_only(db: Database) -> None:
         db.write_sync(file_store.put, 10**9, "a.txt", b"x", now=NOW, limits=LIMITS)
 
 
+def test_files_are_copied_to_a_retry(db: Database) -> None:
+    job_id = job_of(db, "copied")
+    parent, child = run_of(db, job_id), run_of(db, job_id)
+    db.write_sync(file_store.put, parent.id, "a.txt", b"abc", now=NOW, limits=LIMITS)
+    db.write_sync(file_store.copy, parent.id, child.id)
+    assert db.read_sync(file_store.load, child.id) == [("a.txt", b"abc")]
+    assert db.read_sync(file_store.listing, child.id) == db.read_sync(file_store.listing,
+                                                                      parent.id)
+
+
 def test_pruned_runs_lose_their_files(db: Database, tmp_path: Path) -> None:
     job_id = job_of(db, "pruned")
     run = run_of(db, job_id)

@@ -19,6 +19,7 @@ from herder.model.jobs import Job
 from herder.model.policies import MAX_ACTIVE, RETRIED
 from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
 from herder.store import jobs as job_store
+from herder.store import run_files as file_store
 from herder.store import runs as run_store
 
 
@@ -68,6 +69,8 @@ def admit(
         scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id, status=status,
         not_before=not_before, error=error,
     )
+    if parent_id is not None:  # a retry is given its parent's input files, in this transaction
+        file_store.copy(conn, parent_id, run.id)
     done.created.append(run)
     return done
 

@@ -57,6 +57,7 @@ def missing(bundle_id: str) -> NotFound:
 
 
 def _select(conn: Connection, bundle_id: str, *, lock: str | None = None) -> Bundle:
+    bundle_id = bundle_id.lower()
     query = sa.select(*_META).where(bundles.c.id == bundle_id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update(read=lock == "share")

@@ -101,3 +101,15 @@ def load(conn: Connection, run_id: int) -> list[tuple[str, bytes]]:
         sa.select(run_files.c.name, run_files.c.data).where(run_files.c.run_id == run_id)
     )
     return [(r.name, bytes(r.data)) for r in rows]
+
+
+def copy(conn: Connection, from_run: int, to_run: int) -> None:
+    """Give ``to_run`` (a retry) the input files of ``from_run``, in one statement."""
+    columns = [c for c in run_files.c if c.name != "run_id"]
+    conn.execute(
+        run_files.insert().from_select(
+            ["run_id", *(c.name for c in columns)],
+            sa.select(sa.literal(to_run, type_=run_files.c.run_id.type), *columns)
+            .where(run_files.c.run_id == from_run),
+        )
+    )

@@ -7,13 +7,13 @@ files in ``inputs/`` of its working folder (``$HERDER_INPUTS``), written before 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel
 
 from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep
+from herder.api.routes.runs import RunId
 from herder.api.schemas import Page
 from herder.model import inputs
 from herder.model.inputs import FileLimits
@@ -22,7 +22,6 @@ from herder.store import run_files as file_store
 from herder.store import runs as run_store
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
-RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the run's integer id")]
 
 
 class RunFileOut(BaseModel):
