@@ -36,9 +36,9 @@ class Workspace:
         """Unpack the run's bundle (if its job has a script) and write its input files (if it
         has any); answers the argv that starts the bundle's entry point (None: no script).
         Raises ``InvalidSpec`` (the run then ends PROC_ERROR with the message)."""
+        if run.spec.get("script") is None and not has_files:
+            return None  # the common case costs one dict lookup
         spec = JobSpec.from_dict(run.spec)
-        if spec.script is None and not has_files:
-            return None
         bundle, argv = None, None
         if spec.script is not None:
             try:
