@@ -197,3 +197,19 @@ def test_entry_points() -> None:
         check_entrypoint(files, "notes.txt")
     with pytest.raises(BadArchive, match=r"entrypoint: .*outside the bundle"):
         check_entrypoint(files, "../script.sh")
+
+
+def test_a_zip_whose_headers_disagree_on_a_name_is_refused() -> None:
+    data = bytearray(make_zip(("a.txt", b"x")))
+    at = data.find(b"a.txt")  # the local header's copy; the central directory keeps "a.txt"
+    data[at : at + 5] = b"b.txt"
+    with pytest.raises(BadArchive, match=r"member 'a.txt' is corrupt"):
+        inspect(bytes(data), LIMITS)
+
+
+def test_a_zip_declaring_too_many_entries_is_refused_before_they_are_read() -> None:
+    data = bytearray(make_zip(("a", b"")))
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8 : end + 12] = (60_000).to_bytes(2, "little") * 2  # the end record's counts
+    with pytest.raises(BadArchive, match="more than 10000 entries"):
+        inspect(bytes(data), LIMITS)

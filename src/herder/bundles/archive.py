@@ -20,6 +20,7 @@ import gzip
 import io
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -36,6 +37,10 @@ MAX_NAME = 255  # bytes of one member path, as a folder name limit keeps it sane
 RATIO_FLOOR = 1024 * 1024
 # Names a run's working folder keeps for herder (input files, outputs): no bundle may hold them.
 RESERVED = frozenset({"inputs", ".herder-outputs"})
+
+
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, zlib.error)
+_EOCD = struct.Struct("<4s4H2LH")  # a zip's end of central directory record
 
 
 class BadArchive(InvalidSpec):
@@ -121,6 +126,16 @@ class _Entry:
     link_to: str | None = None
 
 
+def _zip_entry_count(data: bytes) -> int:
+    """How many entries a zip declares, read from its end record before ``zipfile`` builds an
+    object per entry (a small zip of empty entries could otherwise cost gigabytes)."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - _EOCD.size - 65535))
+    if at < 0 or len(data) - at < _EOCD.size:
+        raise BadArchive("bundle: a corrupt zip archive (no end of central directory)")
+    total = _EOCD.unpack_from(data, at)[4]
+    return 1 << 32 if total == 0xFFFF else int(total)  # 0xFFFF: a zip64 count, "very many"
+
+
 def _zip_entries(data: IO[bytes]) -> Iterator[_Entry]:
     try:
         archive = zipfile.ZipFile(data)
@@ -142,7 +157,7 @@ def _zip_entries(data: IO[bytes]) -> Iterator[_Entry]:
                 yield _Entry(name, True, False, 0, None)
                 continue
             yield _Entry(name, False, bool(mode & 0o111), info.file_size,
-                         functools.partial(archive.open, info))
+                         functools.partial(_opened, archive.open, info, name))
 
 
 def _tar_entries(data: IO[bytes]) -> Iterator[_Entry]:
@@ -163,10 +178,19 @@ def _tar_entries(data: IO[bytes]) -> Iterator[_Entry]:
                 yield _Entry(name, True, False, 0, None)
             elif info.isreg():
                 yield _Entry(name, False, bool(info.mode & 0o111), info.size,
-                             functools.partial(_member_bytes, archive, info))
+                             functools.partial(_opened, _member_bytes, archive, info, name))
             else:
                 raise BadArchive(f"bundle: member {name!r} is a device file, a FIFO or another "
                                  "special file")
+
+
+def _opened(open_: Callable[..., IO[bytes]], *args: Any) -> IO[bytes]:
+    """Open a member's bytes (the last argument names it); what goes wrong is a corrupt member
+    (zipfile checks names, overlaps and encryption only here)."""
+    try:
+        return open_(*args[:-1])
+    except _CORRUPT as exc:
+        raise BadArchive(f"bundle: member {args[-1]!r} is corrupt ({exc})") from None
 
 
 def _member_bytes(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
@@ -206,6 +230,8 @@ def _entries(data: bytes, limits: Limits) -> Iterator[_Entry]:
     left out (they are implied by the paths)."""
     kind = kind_of(data[:4])
     if kind == "zip":
+        if _zip_entry_count(data) > limits.max_entries:
+            raise BadArchive(f"bundle: more than {limits.max_entries} entries")
         raw: Iterator[_Entry] = _zip_entries(io.BytesIO(data))
     else:
         budget = limits.max_unpacked + (limits.max_entries + 2) * 1024  # headers and padding
@@ -257,9 +283,6 @@ def _count(total: list[int], more: int, limits: Limits, compressed: int) -> None
             f"bundle: expands to more than {limits.max_ratio} times its own size (a "
             "compression bomb?)"
         )
-
-
-_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, zlib.error)
 
 
 def _read(source: IO[bytes], name: str) -> bytes:
