@@ -207,3 +207,20 @@ def test_an_upload_without_a_file_is_a_clear_422(s: Server) -> None:
     response = s.client.post("/api/v1/bundles", data={"entrypoint": "x"})
     assert response.status_code == 422
     assert "file" in response.json()["error"]["message"]
+    junk = upload(s, make_zip(("script.sh", b"")), namespace="Not A Name")
+    assert junk.status_code == 422 and "namespace" in junk.json()["error"]["message"]
+
+
+def test_the_bundle_list_pages_on(s: Server) -> None:
+    for i in range(3):
+        assert upload(s, make_zip(("script.sh", f"echo {i}\n".encode()))).status_code in (200, 201)
+    every = s.client.get("/api/v1/bundles", params={"limit": 1000}).json()["items"]
+    seen, cursor = [], None
+    while True:
+        page = s.client.get("/api/v1/bundles", params={"limit": 2, "cursor": cursor}
+                            if cursor else {"limit": 2}).json()
+        seen += [b["id"] for b in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [b["id"] for b in every] and len(seen) >= 3

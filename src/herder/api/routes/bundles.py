@@ -20,7 +20,7 @@ from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep
 from herder.api.schemas import Page
 from herder.bundles.archive import Limits, check_entrypoint, inspect
-from herder.model.jobs import DEFAULT_NAMESPACE
+from herder.model.jobs import DEFAULT_NAMESPACE, check_name
 from herder.settings import Settings
 from herder.store import bundles as bundle_store
 from herder.store.bundles import Bundle
@@ -87,6 +87,7 @@ async def upload_bundle(
 ) -> BundleOut:
     """Upload a bundle (multipart ``file``); checked whole before anything is kept. 201 for a
     new bundle, 200 when the same bytes are already kept."""
+    check_name(namespace, what="namespace")
     principal.check(Permission.EDIT, namespace, missing=f"no namespace {namespace[:63]!r}")
     settings = _settings(request)
     data = await file.read()
