@@ -13,6 +13,7 @@ import asyncio
 import os
 import secrets
 import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 from herder.bundles.archive import Limits, extract
@@ -24,13 +25,31 @@ from herder.store import bundles as bundle_store
 from herder.store import run_files as file_store
 from herder.store.database import Database
 
+CACHE_BYTES = 256 * 1024 * 1024  # bundle bytes kept in memory, newest used first
+
 
 class Workspace:
-    """Stages runs' working folders from the store."""
+    """Stages runs' working folders from the store.
+
+    A bundle's bytes never change (its id is their hash), so the bytes of recently used
+    bundles are kept in memory up to ``CACHE_BYTES``: runs of one bundle read them from the
+    store once. They are checked again at every unpacking all the same."""
 
     def __init__(self, db: Database, *, limits: Limits) -> None:
         self.db = db
         self.limits = limits
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    async def _bundle(self, bundle_id: str) -> tuple[bundle_store.Bundle, bytes]:
+        cached = self._cache.get(bundle_id)
+        if cached is not None:
+            self._cache.move_to_end(bundle_id)
+            return await self.db.read(bundle_store.get, bundle_id), cached
+        bundle, data = await self.db.read(bundle_store.data, bundle_id)
+        self._cache[bundle_id] = data
+        while sum(map(len, self._cache.values())) > CACHE_BYTES and len(self._cache) > 1:
+            self._cache.popitem(last=False)
+        return bundle, data
 
     async def stage(self, run: Run, work_dir: Path, *, has_files: bool) -> list[str] | None:
         """Unpack the run's bundle (if its job has a script) and write its input files (if it
@@ -42,7 +61,7 @@ class Workspace:
         bundle, argv = None, None
         if spec.script is not None:
             try:
-                bundle = await self.db.read(bundle_store.data, spec.script.bundle)
+                bundle = await self._bundle(spec.script.bundle)
             except NotFound:
                 raise InvalidSpec(
                     f"script.bundle: bundle {spec.script.bundle} no longer exists"
