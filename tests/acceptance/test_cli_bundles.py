@@ -96,7 +96,9 @@ def test_cli_refusals_are_clear(shared_server: Server, tmp_path: Path) -> None:
 def test_a_manifest_applies_a_script_job_idempotently(shared_server: Server,
                                                       tmp_path: Path) -> None:
     s = shared_server
-    bundle = s.cli("bundle", "upload", str(folder(tmp_path))).stdout.strip()
+    root = folder(tmp_path)
+    (root / "only-here.txt").write_text(str(tmp_path))  # bytes no other test uploads
+    bundle = s.cli("bundle", "upload", str(root)).stdout.strip()
     manifest = tmp_path / "job.yaml"
     manifest.write_text(yaml.safe_dump({
         "apiVersion": "herder/v1", "kind": "Job", "metadata": {"name": "cli-applied"},
@@ -109,3 +111,9 @@ def test_a_manifest_applies_a_script_job_idempotently(shared_server: Server,
     shown = s.cli("job", "show", "cli-applied")
     assert f"bundle: {bundle}" in shown.stdout
     assert s.cli("run", "cli-applied", "--wait").returncode == 0
+    in_use = s.cli("bundle", "delete", bundle[:12])
+    assert in_use.returncode == 1 and "job default/cli-applied" in in_use.stderr
+    assert s.cli("job", "delete", "cli-applied", "--yes").returncode == 0
+    deleted = s.cli("bundle", "delete", bundle[:12])
+    assert deleted.returncode == 0, deleted.stderr
+    assert s.cli("bundle", "show", bundle).returncode == 1

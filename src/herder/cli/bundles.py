@@ -1,4 +1,4 @@
-"""``herder bundle upload|list|show``: script bundles, and ``BUNDLE[:ENTRYPOINT]`` references.
+"""``herder bundle upload|list|show|delete``, and ``BUNDLE[:ENTRYPOINT]`` references.
 
 A folder given to ``upload`` is zipped here (its files at the root of the archive, exec bits
 kept); a file is sent as it is, and the server tells a zip from a tar.gz by its content.
@@ -95,6 +95,19 @@ def show(
         ("  uploaded ", "dim"), relative(found.get("created_at")), "\n",
     )
     render.out().print(Group(info, files))
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    bundle: Annotated[str, typer.Argument(metavar="BUNDLE", help="its id, or a unique prefix")],
+    server: ServerOpt = None,
+) -> None:
+    """Delete a bundle; refused while a job names it or an active run uses it."""
+    with connect(ctx, server) as api:
+        bundle_id = resolve(api, bundle)
+        api.request("DELETE", f"{API}/bundles/{bundle_id}")
+    render.hint(f"deleted bundle {bundle_id}")
 
 
 def bundles_table(bundles: Iterable[Mapping[str, Any]]) -> Table:
