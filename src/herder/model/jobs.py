@@ -159,7 +159,8 @@ BUNDLE_ID_RE = re.compile(r"[0-9a-f]{64}")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Script:
     """An uploaded bundle to run instead of a command: its id (sha256) and the file to start
-    (the bundle's own entry point when the job names none; resolved when the job is saved)."""
+    (``None``: the bundle's own entry point, looked up when a run starts). Checked against the
+    bundle when the job is saved (``store.bundles.check_script``)."""
 
     bundle: str
     entrypoint: str | None = None
@@ -291,7 +292,7 @@ def render_command(
 ) -> list[str]:
     """The argv to execute: templates rendered, a shell string wrapped in ``/bin/sh -c``; a
     script's entry point as ``script_argv`` says."""
-    if spec.script is not None:  # the bundle's own entry point unless the job names one
+    if spec.script is not None:  # the engine replaces it when the bundle names its own
         return script_argv(spec.script.entrypoint or "script.sh")
     if spec.command is None:
         raise InvalidSpec("a job needs a command or a script")
