@@ -213,3 +213,14 @@ def test_a_zip_declaring_too_many_entries_is_refused_before_they_are_read() -> N
     data[end + 8 : end + 12] = (60_000).to_bytes(2, "little") * 2  # the end record's counts
     with pytest.raises(BadArchive, match="more than 10000 entries"):
         inspect(bytes(data), LIMITS)
+
+
+def test_a_tar_whose_headers_are_the_bomb_is_refused() -> None:
+    """A pax header is no member, yet tarfile holds it whole: its bytes count too."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("script.sh")
+        info.pax_headers = {"comment": "x" * (8 * 1024 * 1024)}
+        t.addfile(info, io.BytesIO(b""))
+    with pytest.raises(BadArchive, match="times its own size"):
+        inspect(buffer.getvalue(), LIMITS)

@@ -208,10 +208,12 @@ def _link_target(name: str, info: tarfile.TarInfo) -> str:
 
 
 class _Counted(io.RawIOBase):
-    """Counts what gzip really expands to (tar headers and padding included)."""
+    """Counts what gzip really expands to, tar headers and padding included (a huge pax
+    header is no member, yet costs memory): the same limits as members' bytes apply."""
 
-    def __init__(self, inner: gzip.GzipFile, budget: int) -> None:
+    def __init__(self, inner: gzip.GzipFile, budget: int, limits: Limits, compressed: int) -> None:
         self.inner, self.budget, self.seen = inner, budget, 0
+        self.limits, self.compressed = limits, compressed
 
     def readable(self) -> bool:
         return True
@@ -221,6 +223,7 @@ class _Counted(io.RawIOBase):
         self.seen += len(data)
         if self.seen > self.budget:
             raise BadArchive("bundle: expands to more than the size limit (a compression bomb?)")
+        _check_ratio(self.seen, self.limits, self.compressed)
         buffer[: len(data)] = data
         return len(data)
 
@@ -235,7 +238,8 @@ def _entries(data: bytes, limits: Limits) -> Iterator[_Entry]:
         raw: Iterator[_Entry] = _zip_entries(io.BytesIO(data))
     else:
         budget = limits.max_unpacked + (limits.max_entries + 2) * 1024  # headers and padding
-        stream = io.BufferedReader(_Counted(gzip.GzipFile(fileobj=io.BytesIO(data)), budget))
+        unzipped = gzip.GzipFile(fileobj=io.BytesIO(data))
+        stream = io.BufferedReader(_Counted(unzipped, budget, limits, len(data)))
         raw = _tar_entries(stream)
     seen: dict[str, bool] = {}  # name -> is a folder
     count = 0
@@ -278,7 +282,11 @@ def _count(total: list[int], more: int, limits: Limits, compressed: int) -> None
     total[0] += more
     if total[0] > limits.max_unpacked:
         raise BadArchive(f"bundle: unpacks to more than {limits.max_unpacked} bytes (the limit)")
-    if total[0] > RATIO_FLOOR and total[0] > limits.max_ratio * compressed:
+    _check_ratio(total[0], limits, compressed)
+
+
+def _check_ratio(expanded: int, limits: Limits, compressed: int) -> None:
+    if expanded > RATIO_FLOOR and expanded > limits.max_ratio * compressed:
         raise BadArchive(
             f"bundle: expands to more than {limits.max_ratio} times its own size (a "
             "compression bomb?)"
