@@ -75,6 +75,23 @@ class Settings(BaseSettings):
     secret_old_keys: SecretStr | None = Field(
         None, description="older keys, comma-separated, still accepted to read secrets"
     )
+    bundle_max_size: int = Field(
+        64 * 1024 * 1024, ge=1024, description="largest bundle archive accepted, in bytes"
+    )
+    bundle_max_unpacked: int = Field(
+        512 * 1024 * 1024, ge=1024, description="most bytes a bundle may unpack to"
+    )
+    bundle_max_entries: int = Field(10_000, ge=1, description="most entries in a bundle")
+    bundle_max_ratio: int = Field(
+        200, ge=2, description="most times a bundle may expand its own size (beyond 1 MiB)"
+    )
+    run_file_max_size: int = Field(
+        16 * 1024 * 1024, ge=1, description="largest input file attached to a run, in bytes"
+    )
+    run_files_max: int = Field(32, ge=1, description="most input files per run")
+    run_files_max_total: int = Field(
+        64 * 1024 * 1024, ge=1, description="most bytes of input files per run"
+    )
 
     @field_validator("kill_grace", "default_timeout", "lease_ttl", "retention_max_age",
                      "prune_every", mode="before")

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs, variables, workflows
+from herder.api.routes import bundles, health, jobs, run_files, runs, variables, workflows
+from herder.api.routes.bundles import bundle_limits, upload_limits
 from herder.api.schemas import ERROR_RESPONSES
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             prune_every=settings.prune_every,
             secret_keys=settings.secret_keys(),
+            bundle_limits=bundle_limits(settings),
         )
         app.state.db, app.state.engine = db, engine
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
@@ -69,11 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body, larger=upload_limits(settings))
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(workflows.router)
     app.include_router(variables.variables)
     app.include_router(variables.secrets)
+    app.include_router(run_files.router)
+    app.include_router(bundles.router)
     return app

@@ -41,8 +41,13 @@ class JobIn(Strict):
     description: str = Field("", max_length=4096)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    command: list[str] | str = Field(
-        description="an argv list (run as is) or a shell string (run by /bin/sh -c)"
+    command: list[str] | str | None = Field(
+        description="an argv list (run as is) or a shell string (run by /bin/sh -c); "
+        "required unless script is given"
+    )
+    script: dict[str, Any] | None = Field(
+        None, description="{bundle: <id>, entrypoint: script.sh}: an uploaded bundle, unpacked "
+        "in the run's working folder, instead of command"
     )
     env: dict[str, str] = Field(
         default_factory=dict,
@@ -75,6 +80,14 @@ class JobIn(Strict):
         "the server's HERDER_RETENTION_* settings"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _script_instead(cls, data: Any) -> Any:
+        # A script stands in for the command: then "command" may be left out.
+        if isinstance(data, dict) and data.get("script") is not None and "command" not in data:
+            return {**data, "command": None}
+        return data
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -97,9 +110,16 @@ class JobIn(Strict):
 
     @field_validator("command")
     @classmethod
-    def _command(cls, v: list[str] | str) -> list[str] | str:
+    def _command(cls, v: list[str] | str | None) -> list[str] | str | None:
+        if v is None:
+            return None
         checked: list[str] | str = _check(rules.check_command, v)
         return checked
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else dict(_check(rules.parse_script, v).to_dict())
 
     @field_validator("env")
     @classmethod
@@ -165,16 +185,22 @@ class JobIn(Strict):
 
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
+        if (self.command is None) == (self.script is None):
+            raise ValueError(
+                "command: give either a command or a script ({bundle: <id>}), not both"
+                if self.script is not None else "command: a job needs a command (or a script)"
+            )
         _check(rules.check_renders, self.to_spec())
         return self
 
     def to_spec(self) -> JobSpec:
         # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
         plain = self.model_dump(
-            exclude={"timeout", "schedule", "misfire", "retries", "retention"}
+            exclude={"timeout", "schedule", "misfire", "retries", "retention", "script"}
         )
         return JobSpec(
             **plain,
+            script=None if self.script is None else rules.parse_script(self.script),
             timeout=self.timeout if isinstance(self.timeout, float) else None,
             schedule=None if self.schedule is None else schedules.parse_schedule(self.schedule),
             misfire=schedules.parse_misfire(self.misfire),
@@ -192,6 +218,7 @@ class JobPatch(Strict):
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     command: list[str] | str | None = None
+    script: dict[str, Any] | None = None
     env: dict[str, str] | None = None
     params: dict[str, Scalar] | None = None
     backend: str | None = None
@@ -214,7 +241,8 @@ class JobOut(BaseModel):
     description: str
     labels: dict[str, str]
     annotations: dict[str, str]
-    command: list[str] | str
+    command: list[str] | str | None
+    script: dict[str, Any] | None = None
     env: dict[str, str]
     params: dict[str, Scalar]
     backend: str
@@ -288,6 +316,10 @@ class RunNow(Strict):
 
     params: dict[str, Scalar] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    manual_start: bool = Field(
+        False, description="create the run ACTION_PENDING: it starts once approved "
+        "(POST /runs/{id}/approve), so input files can be attached first"
+    )
 
 
 class CancelIn(Strict):

@@ -54,8 +54,8 @@ _INFO = ("id", "ref", "created_at", "updated_at", "run_count", "next_run_at")
 _REQUIRED = ("command", "steps")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
-    "description", "command", "params", "env", "backend", "schedule", "enabled", "timeout",
-    "retries", "concurrency", "max_active", "misfire", "metadata",
+    "description", "command", "script", "params", "env", "backend", "schedule", "enabled",
+    "timeout", "retries", "concurrency", "max_active", "misfire", "metadata",
 )
 WORKFLOW_SPEC_ORDER = (
     "description", "params", "schedule", "enabled", "timeout", "parallelism", "concurrency",
@@ -361,6 +361,8 @@ def to_manifest(job: Mapping[str, Any], *, kind: str = "Job") -> dict[str, Any]:
     for key in (*(k for k in order if k in job), *extra):
         value = job[key]
         if key in defaults and key not in _REQUIRED and value == defaults[key]:
+            continue
+        if key == "command" and value is None:  # a script job
             continue
         if key not in defaults and value is None:
             continue

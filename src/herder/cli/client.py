@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
@@ -294,10 +294,42 @@ class Client:
         return _object(self.post(job_path(ref, "enable" if enabled else "disable")))
 
     def start_run(
-        self, ref: str, *, params: Mapping[str, str], env: Mapping[str, str]
+        self, ref: str, *, params: Mapping[str, str], env: Mapping[str, str],
+        manual: bool = False,
     ) -> dict[str, Any]:
-        body = {"params": dict(params), "env": dict(env)}
+        body: dict[str, Any] = {"params": dict(params), "env": dict(env)}
+        if manual:
+            body["manual_start"] = True
         return _object(self.post(job_path(ref, "runs"), body))
+
+    def approve_run(self, run_id: int) -> dict[str, Any]:
+        return _object(self.post(run_path(run_id, "approve")))
+
+    def put_run_file(self, run_id: int, name: str, content: IO[bytes]) -> dict[str, Any]:
+        """``PUT /runs/{id}/files/{name}``: the file's bytes streamed as the body."""
+        path = run_path(run_id, "files", quote(name, safe=""))
+        with self._translated():
+            response = self._http.put(path, content=content)
+        if response.is_error:
+            raise self._api_error(response)
+        return _object(self._decoded(response))
+
+    def upload_bundle(
+        self, filename: str, content: IO[bytes], *, entrypoint: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """``POST /bundles`` (multipart); answers the bundle and whether it is new."""
+        data = {"entrypoint": entrypoint} if entrypoint else None
+        with self._translated():
+            response = self._http.post(
+                f"{API}/bundles", files={"file": (filename, content)}, data=data,
+                timeout=STREAM_TIMEOUT,
+            )
+        if response.is_error:
+            raise self._api_error(response)
+        return _object(self._decoded(response)), response.status_code == 201
+
+    def get_bundle(self, bundle_id: str) -> dict[str, Any]:
+        return _object(self.get(f"{API}/bundles/{quote(bundle_id, safe='')}"))
 
     def list_jobs(self, params: Mapping[str, Any], *, all_pages: bool = False) -> dict[str, Any]:
         return self.pages(f"{API}/jobs", params, all_pages=all_pages)

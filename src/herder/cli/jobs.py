@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from herder.cli import render, schedules
+from herder.cli.bundles import script_of
 from herder.cli.client import ApiError, Client, CliError, job_path
 from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
 from herder.cli.manifests import from_manifest as from_manifest  # kept importable from here
@@ -61,6 +62,12 @@ def create(
     ] = None,
     command: Annotated[
         str | None, typer.Option("--command", "-c", help="the command as one shell string")
+    ] = None,
+    script: Annotated[
+        str | None,
+        typer.Option("--script", "-s", metavar="BUNDLE[:ENTRYPOINT]",
+                     help="run an uploaded bundle (an id or a unique prefix) instead of a "
+                     "command"),
     ] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
@@ -191,9 +198,15 @@ def create(
     the policies, and says what is wrong.
     """
     if file is not None:
-        if name is not None or argv or command is not None:
+        if name is not None or argv or command is not None or script is not None:
             raise typer.BadParameter("give either -f FILE or NAME and a command", param_hint="-f")
         body = read_job_file(file)
+    elif script is not None:
+        if argv or command is not None:
+            raise typer.BadParameter("give --script or a command, not both", param_hint="--script")
+        if name is None:
+            raise typer.BadParameter("give a job NAME (or -f FILE)", param_hint="NAME")
+        body = {"name": name, "script": script}
     else:
         body = _body_from_args(name, argv, command)
     overrides: dict[str, Any] = {
@@ -222,6 +235,8 @@ def create(
     policies = {"concurrency": concurrency, "max_active": max_active}
     body.update({k: v for k, v in policies.items() if v is not None})
     with connect(ctx, server) as api:
+        if isinstance(body.get("script"), str):
+            body["script"] = script_of(api, body["script"])
         job = api.create_job(body)
     _show(job, output_of(ctx, output), created=True)
 

@@ -221,7 +221,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]], *, at: datetime | None = None)
         table.add_row(
             cell(job.get("id")),
             _clip(cell(job.get("ref") or _ref(job))),
-            _clip(command_text(job.get("command"))),
+            _clip(command_text(job.get("command") or job.get("script"))),
             cell(job.get("backend")),
             Text("yes", style="green") if enabled else Text("no", style="yellow"),
             cell(job.get("run_count")),
@@ -239,6 +239,7 @@ _SPEC_ORDER = (
     "namespace",
     "description",
     "command",
+    "script",
     "params",
     "env",
     "backend",

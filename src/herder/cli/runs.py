@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
     app.command("logs")(logs)
     app.command("cancel")(cancel)
     app.command("retry")(retry)
+    app.command("approve")(approve)
 
 
 def run(
@@ -61,6 +63,16 @@ def run(
     env: EnvOpt = None,
     wait: WaitOpt = False,
     follow: FollowOpt = False,
+    file: Annotated[
+        list[str] | None,
+        typer.Option("--file", metavar="NAME=PATH",
+                     help="attach an input file, found by the run in $HERDER_INPUTS/NAME "
+                     "(repeatable)"),
+    ] = None,
+    manual: Annotated[
+        bool,
+        typer.Option("--manual", help="create the run waiting for `herder approve RUN`"),
+    ] = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -69,11 +81,52 @@ def run(
     With --wait or --follow the exit code is the run's own (see `herder --help`).
 
     --follow writes the log to stdout (to stderr with -o json or yaml: stdout keeps the run).
+
+    With --file the run is created waiting, given its files, then sent on (with --manual it
+    stays waiting for `herder approve`).
     """
     params, envs = pairs(param, "--param"), pairs(env, "--env")
+    files = pairs(file, "--file")
+    for name, path in files.items():
+        if not os.path.isfile(path):
+            raise typer.BadParameter(f"{name}={path}: no such file", param_hint="--file")
     with connect(ctx, server) as api:
-        created = api.start_run(job, params=params, env=envs)
+        created = api.start_run(job, params=params, env=envs, manual=manual or bool(files))
+        if files:
+            attach(api, int(created["id"]), files)
+            if not manual:
+                created = api.approve_run(int(created["id"]))
+        if manual and not (wait or follow) and output_of(ctx, output) is Output.TABLE:
+            render.hint(f"run {created['id']} waits for `herder approve {created['id']}`")
         finish(api, created, output_of(ctx, output), wait=wait, follow=follow)
+
+
+def attach(api: Client, run_id: int, files: dict[str, str]) -> None:
+    """Give a waiting run its files; if one is refused, the run is cancelled (never left
+    waiting without its files)."""
+    try:
+        for name, path in files.items():
+            with open(path, "rb") as content:
+                api.put_run_file(run_id, name, content)
+    except (CliError, OSError) as exc:
+        api.cancel_run(run_id, force=True)
+        message = exc.message if isinstance(exc, CliError) else str(exc)
+        raise CliError(f"{message}\nrun {run_id} was cancelled: it did not get its files",
+                       exit_code=getattr(exc, "exit_code", 1)) from None
+
+
+def approve(
+    ctx: typer.Context, run_id: RunArg, server: ServerOpt = None, output: OutputOpt = None
+) -> None:
+    """Send on a run waiting for a person (ACTION_PENDING); it starts as its job's concurrency
+    policy lets it."""
+    with connect(ctx, server) as api:
+        run = api.approve_run(run_id)
+    fmt = output_of(ctx, output)
+    if fmt is not Output.TABLE:
+        render.emit(run, fmt)
+        return
+    render.out().print(render.run_line(run), soft_wrap=True)
 
 
 def retry(

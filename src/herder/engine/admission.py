@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from herder.model.errors import Conflict, NotFound
+from herder.model.errors import Conflict, InvalidTransition, NotFound
 from herder.model.jobs import Job
 from herder.model.policies import MAX_ACTIVE, RETRIED
 from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
 from herder.store import jobs as job_store
+from herder.store import run_files as file_store
 from herder.store import runs as run_store
 
 
@@ -53,10 +54,49 @@ def admit(
     parent_id: int | None = None,
     not_before: datetime | None = None,
     by_person: bool = False,
+    manual: bool = False,
 ) -> Admitted:
     """Create a run of ``job`` as its concurrency policy says: READY, WAITING (queue), SKIPPED
     (forbid) or, when ``by_person`` asked over the API and waits for the answer, refused with
-    ``Conflict`` (forbid)."""
+    ``Conflict`` (forbid). A ``manual`` run is created ACTION_PENDING; its policy is applied
+    when it is approved (``approve``)."""
+    if manual:
+        status, error, done = RunStatus.ACTION_PENDING, None, Admitted()
+    else:
+        status, error, done = _decide(conn, job, now, by_person=by_person)
+    run = run_store.create(
+        conn, job=job, params=params, env=env, trigger=trigger, now=now, submitter=submitter,
+        scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id, status=status,
+        not_before=not_before, error=error,
+    )
+    if parent_id is not None:  # a retry is given its parent's input files, in this transaction
+        file_store.copy(conn, parent_id, run.id)
+    done.created.append(run)
+    return done
+
+
+def approve(conn: Connection, run_id: int, now: datetime) -> Admitted:
+    """Send an ACTION_PENDING run on, through its job's concurrency policy as a new run would
+    pass (READY, WAITING, or ``Conflict`` under forbid: the run then stays pending)."""
+    run = run_store.get(conn, run_id)
+    if run.status is not RunStatus.ACTION_PENDING:
+        raise InvalidTransition(
+            f"run {run_id} is {run.status.value}; only a run waiting for a person "
+            "(ACTION_PENDING) can be approved",
+            details={"status": run.status.value},
+        )
+    if run.job_id is None:
+        raise Conflict(f"the job of run {run_id} ({run.job_ref}) has been deleted; cancel it")
+    job = job_store.get(conn, str(run.job_id))
+    status, _, done = _decide(conn, job, now, by_person=True)
+    done.created.append(run_store.set_status(conn, run_id, status))
+    return done
+
+
+def _decide(
+    conn: Connection, job: Job, now: datetime, *, by_person: bool
+) -> tuple[RunStatus, str | None, Admitted]:
+    """The status a run of ``job`` enters now, and why if SKIPPED; replaced runs are stopped."""
     spec = job.spec
     status, error = RunStatus.READY, None
     done = Admitted()
@@ -81,13 +121,7 @@ def admit(
         elif full and spec.concurrency == "replace":
             for old in active[: len(active) - spec.max_active + 1]:
                 done.add(_replace(conn, old, now))
-    run = run_store.create(
-        conn, job=job, params=params, env=env, trigger=trigger, now=now, submitter=submitter,
-        scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id, status=status,
-        not_before=not_before, error=error,
-    )
-    done.created.append(run)
-    return done
+    return status, error, done
 
 
 def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:

@@ -20,6 +20,7 @@ job's concurrency policy and every end its retry policy (``engine.admission``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import os
@@ -31,10 +32,12 @@ from typing import Any
 
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
+from herder.bundles.archive import Limits
 from herder.engine import admission, outputs, scheduler, values
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
 from herder.engine.retention import Pruner
+from herder.engine.workspace import Workspace
 from herder.logs import LogStore
 from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
@@ -43,6 +46,7 @@ from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.secret_keys import SecretKeys
 from herder.store import jobs as job_store
+from herder.store import run_files as file_store
 from herder.store import runs as run_store
 from herder.store import servers as server_store
 from herder.store.database import Database
@@ -80,6 +84,7 @@ class Engine:
         retention: Retention | None = None,
         prune_every: float = 300.0,
         secret_keys: SecretKeys | None = None,
+        bundle_limits: Limits | None = None,
     ) -> None:
         self.db = db
         self.secret_keys = secret_keys or SecretKeys(data_dir=data_dir)
@@ -99,6 +104,7 @@ class Engine:
         self.pruner = Pruner(
             db, default=retention or Retention(), clock=clock, folders_of=self._folders_of
         )
+        self.workspace = Workspace(db, limits=bundle_limits or Limits())
         self.epoch = 0  # this incarnation's fencing token, set when it registers
         self._lease_until: datetime | None = None
         self._fenced = False
@@ -195,8 +201,10 @@ class Engine:
         env: dict[str, Any] | None = None,
         trigger: Trigger = Trigger.API,
         submitter: str | None = None,
+        manual: bool = False,
     ) -> Run:
-        """Create a READY run of job ``ref`` and wake the dispatcher. Bad input changes nothing."""
+        """Create a READY run of job ``ref`` and wake the dispatcher (``manual``: an
+        ACTION_PENDING one, which waits for ``approve``). Bad input changes nothing."""
         overrides = check_env(env or {}, allow_reserved=False)
 
         def create(conn: Any) -> Admitted:
@@ -204,12 +212,18 @@ class Engine:
             merged = merge_params(job.spec.params, params or {})
             return admission.admit(
                 conn, job, params=merged, env=overrides, trigger=trigger,
-                submitter=submitter, now=self.clock(), by_person=True,
+                submitter=submitter, now=self.clock(), by_person=True, manual=manual,
             )
 
         admitted = await self.db.write(create)
         await self._admitted(admitted)
         return admitted.created[0]
+
+    async def approve(self, run_id: int) -> Run:
+        """Send an ACTION_PENDING run on (READY, or WAITING behind its job's queue)."""
+        admitted = await self.db.write(admission.approve, run_id, self.clock())
+        await self._admitted(admitted)
+        return admitted.created[-1]
 
     async def cancel(self, run_id: int, *, force: bool = False) -> Run:
         """Ask a run to stop; the terminal ABORTED follows once its process is gone."""
@@ -330,15 +344,18 @@ class Engine:
                         run_store.claim_ready, self.owner, self.dispatch_batch,
                         epoch=self.epoch, now=self.clock() + LEAD,
                     )
+                    with_files = await self.db.read(
+                        file_store.runs_with_files, [run.id for run in claimed]
+                    )
                     for run in claimed:
-                        self._spawn_run_task(run.id, self._launch(run))
+                        self._spawn_run_task(run.id, self._launch(run, run.id in with_files))
                     if len(claimed) < self.dispatch_batch:
                         break
             except Exception:  # the store is down: READY runs wait there, nothing is lost
                 log.exception("dispatch failed; trying again in a second",
                               extra={"action": "dispatch_failed"})
 
-    async def _launch(self, run: Run) -> None:
+    async def _launch(self, run: Run, has_files: bool = False) -> None:
         mask = values.NO_MASK
         try:
             spec = JobSpec.from_dict(run.spec)
@@ -348,6 +365,9 @@ class Engine:
                 self._maskers[run.id] = mask
             context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
                                     spec=spec)
+            argv = await self.workspace.stage(run, context.work_dir, has_files=has_files)
+            if argv is not None:  # a script: its entry point may be the bundle's own
+                context = dataclasses.replace(context, argv=argv)
             backend = await self.backend(run.backend)
             if run.not_before is not None:  # claimed ahead of its slot: start it on the dot
                 wait = (run.not_before - self.clock()).total_seconds()

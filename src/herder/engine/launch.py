@@ -9,6 +9,7 @@ from typing import Any
 from herder.backends.base import RunContext
 from herder.engine import outputs
 from herder.logs import LogStore
+from herder.model import inputs
 from herder.model.jobs import JobSpec, render_run
 from herder.model.runs import Run
 from herder.model.variables import NO_VALUES, Values
@@ -48,6 +49,8 @@ def build_env(
             "HERDER_WORK_DIR": str(work_dir),
             # Not created ahead; ``>>`` creates it (see ``engine.outputs``).
             "HERDER_OUTPUT": str(work_dir / outputs.FILE_NAME),
+            # Exists when the run was given input files (``engine.workspace``).
+            "HERDER_INPUTS": str(work_dir / inputs.FOLDER),
         }
     )
     return env

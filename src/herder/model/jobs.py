@@ -169,6 +169,51 @@ def check_command(command: object) -> list[str] | str:
     raise InvalidSpec("command: expected an argv list or a shell string")
 
 
+BUNDLE_ID_RE = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Script:
+    """An uploaded bundle to run instead of a command: its id (sha256) and the file to start
+    (``None``: the bundle's own entry point, looked up when a run starts). Checked against the
+    bundle when the job is saved (``store.bundles.check_script``)."""
+
+    bundle: str
+    entrypoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bundle": self.bundle, "entrypoint": self.entrypoint}
+
+
+def parse_script(value: object) -> Script:
+    if not isinstance(value, Mapping):
+        raise InvalidSpec("script: expected {bundle: <id>, entrypoint: script.sh}")
+    unknown = sorted(set(value) - {"bundle", "entrypoint"})
+    if unknown:
+        raise InvalidSpec(f"script: unknown field {unknown[0]!r}; expected bundle, entrypoint")
+    bundle = value.get("bundle")
+    if not isinstance(bundle, str) or not BUNDLE_ID_RE.fullmatch(bundle.lower()):
+        raise InvalidSpec(
+            "script.bundle: expected a bundle id (the 64 hex digits of its sha256, as "
+            "`herder bundle upload` answers)"
+        )
+    entrypoint = value.get("entrypoint")
+    if entrypoint is not None and (
+        not isinstance(entrypoint, str) or not entrypoint or len(entrypoint) > 255
+        or "\x00" in entrypoint
+    ):
+        raise InvalidSpec("script.entrypoint: a file of the bundle, e.g. script.sh")
+    return Script(bundle=bundle.lower(), entrypoint=entrypoint)
+
+
+def script_argv(entrypoint: str) -> list[str]:
+    """How a run starts its bundle's entry point, from inside the unpacked folder: a ``.sh``
+    file with ``bash``, anything else executed itself."""
+    if entrypoint.endswith(".sh"):
+        return ["bash", entrypoint]
+    return [f"./{entrypoint}"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """A job definition as the engine uses it. Built from a validated API or manifest body."""
@@ -178,7 +223,8 @@ class JobSpec:
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
-    command: list[str] | str
+    command: list[str] | str | None = None  # exactly one of command and script
+    script: Script | None = None
     env: dict[str, str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     backend: str = "local"
@@ -200,7 +246,8 @@ class JobSpec:
             "description": self.description,
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
-            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "command": self.command if not isinstance(self.command, list) else list(self.command),
+            "script": None if self.script is None else self.script.to_dict(),
             "env": dict(self.env),
             "params": dict(self.params),
             "backend": self.backend,
@@ -224,6 +271,8 @@ class JobSpec:
         fields["misfire"] = parse_misfire(fields.get("misfire"))
         fields["retries"] = parse_retries(fields.get("retries"))
         fields["retention"] = parse_retention(fields.get("retention"))
+        if fields.get("script") is not None:
+            fields["script"] = parse_script(fields["script"])
         return cls(**fields)
 
 
@@ -257,7 +306,12 @@ def next_run(job: Job, now: datetime) -> datetime | None:
 def render_command(
     spec: JobSpec, context: Mapping[str, Any]
 ) -> list[str]:
-    """The argv to execute: templates rendered, a shell string wrapped in ``/bin/sh -c``."""
+    """The argv to execute: templates rendered, a shell string wrapped in ``/bin/sh -c``; a
+    script's entry point as ``script_argv`` says."""
+    if spec.script is not None:  # the engine replaces it when the bundle names its own
+        return script_argv(spec.script.entrypoint or "script.sh")
+    if spec.command is None:
+        raise InvalidSpec("a job needs a command or a script")
     if isinstance(spec.command, str):
         return [SHELL, "-c", templates.render(spec.command, context, shell=True)]
     return [templates.render(arg, context, shell=False) for arg in spec.command]
@@ -283,12 +337,12 @@ def render_env(spec: JobSpec, context: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _users_refs(spec: JobSpec) -> templates.Refs:
-    """What the command and the env name."""
+    """What the command (a script has none) and the env name."""
     if isinstance(spec.command, str):
         refs = templates.references(spec.command, shell=True)
     else:
         refs = templates.NO_REFS
-        for arg in spec.command:
+        for arg in spec.command or ():
             refs |= templates.references(arg)
     for value in spec.env.values():
         refs |= templates.references(value)

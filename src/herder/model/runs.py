@@ -87,7 +87,10 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
         {RunStatus.WAITING, RunStatus.ACTION_PENDING, RunStatus.JOB_DEPLOYED} | _NOT_STARTED_END
     ),
     RunStatus.WAITING: frozenset({RunStatus.READY, RunStatus.JOB_DEPLOYED} | _NOT_STARTED_END),
-    RunStatus.ACTION_PENDING: frozenset({RunStatus.READY} | _NOT_STARTED_END),
+    # ACTION_PENDING -> WAITING: approved, then queued behind its job's active runs.
+    RunStatus.ACTION_PENDING: frozenset(
+        {RunStatus.READY, RunStatus.WAITING} | _NOT_STARTED_END
+    ),
     RunStatus.JOB_DEPLOYED: frozenset(
         {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.IN_DOUBT} | _ENDED_BY_BACKEND
     ),

@@ -194,3 +194,32 @@ secrets = _scoped_values(
     sa.Column("ciphertext", sa.Text, nullable=False),
     sa.Column("key_id", sa.String(32), nullable=False),
 )
+
+# Script bundles, one row per content (sha256 of the archive's bytes): every server on the same
+# PostgreSQL unpacks the same bytes. ``files`` is the member list checked at upload
+# (``bundles.archive.Member``), against which each unpacking is checked again.
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("entrypoint", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("unpacked_size", sa.BigInteger, nullable=False),
+    sa.Column("files", JSON, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Input files attached to a run before it is dispatched; they go with the run.
+run_files = sa.Table(
+    "run_files",
+    metadata,
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "name"),
+)

@@ -14,6 +14,7 @@ from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, Sc
 from herder.engine import scheduler
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, check_labels
+from herder.store import bundles as bundle_store
 from herder.store import jobs as job_store
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -42,7 +43,12 @@ def parse_cursor(cursor: str | None) -> int | None:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
 async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
     """Create a job; 409 if its namespace already has one by that name."""
-    job = await engine.db.write(job_store.create, body.to_spec(), engine.clock())
+
+    def create(conn: Connection) -> Job:
+        spec = bundle_store.check_script(conn, body.to_spec())
+        return job_store.create(conn, spec, engine.clock())
+
+    job = await engine.db.write(create)
     engine.jobs_changed()
     return JobOut.of(job)
 
@@ -56,6 +62,7 @@ async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Respon
                           f"{spec.name}")
 
     def apply(conn: Connection) -> tuple[Job, bool]:
+        spec = bundle_store.check_script(conn, body.to_spec())
         if job_store.is_id(ref):
             return job_store.update(conn, job_store.get(conn, ref).id, spec, engine.clock()), False
         return job_store.replace(conn, spec, engine.clock())
@@ -88,7 +95,7 @@ async def list_jobs(
 async def run_job(ref: str, engine: EngineDep, body: RunNow | None = None) -> RunOut:
     """Run now. The body may override ``params`` (declared ones only) and ``env``."""
     body = body or RunNow()
-    run = await engine.submit(ref, params=body.params, env=body.env)
+    run = await engine.submit(ref, params=body.params, env=body.env, manual=body.manual_start)
     return RunOut.of(run)
 
 
@@ -135,8 +142,11 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
     def patch(conn: Connection) -> Job:
         job = job_store.get(conn, ref)
         merged: dict[str, Any] = job.spec.to_dict() | changes
+        for given, other in (("script", "command"), ("command", "script")):
+            if changes.get(given) is not None and other not in changes:
+                merged[other] = None  # a script replaces the command, and the other way round
         try:
-            spec = JobIn.model_validate(merged).to_spec()
+            spec = bundle_store.check_script(conn, JobIn.model_validate(merged).to_spec())
         except ValidationError as exc:
             raise invalid(exc) from None
         return job_store.update(conn, job.id, spec, engine.clock())

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
@@ -94,6 +95,16 @@ async def cancel_run(
     shows the cancel requested; the run ends ABORTED once its process is gone."""
     run = await engine.cancel(run_id, force=force or bool(body and body.force))
     return RunOut.of(run)
+
+
+@router.post("/{run_id}/approve", response_model=RunOut)
+async def approve_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep) -> RunOut:
+    """Send on a run waiting for a person (ACTION_PENDING: a manual start): it passes its job's
+    concurrency policy as a new run does (READY, WAITING, or 409 under forbid); 409 if it is not
+    waiting."""
+    run = await engine.db.read(run_store.get, run_id)
+    principal.check(Permission.RUN, run.namespace, missing=f"no run with id {run_id}")
+    return RunOut.of(await engine.approve(run_id))
 
 
 @router.post("/{run_id}/retry", status_code=201, response_model=RunOut)
