@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herder.model.durations import parse_duration
@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     prune_every: float = Field(
         300.0, description="how often ended runs are pruned by retention (e.g. '5m')"
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="a bootstrap credential accepted as an admin token for every namespace; "
+        "setting it turns authentication on (at least 16 characters)",
+    )
+    allow_open: bool = Field(
+        False,
+        description="let a server on a non-loopback address run open (no tokens): anyone "
+        "who reaches it may do anything",
+    )
 
     @field_validator("kill_grace", "default_timeout", "lease_ttl", "retention_max_age",
                      "prune_every", mode="before")
@@ -68,6 +78,18 @@ class Settings(BaseSettings):
             return None
         if isinstance(value, str | int | float):
             return parse_duration(value)
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. from `openssl rand -hex 32`)")
         return value
 
     @property

@@ -11,8 +11,10 @@ from fastapi import FastAPI
 
 from herder import __version__
 from herder.api import errors
+from herder.api.audit import AuditTrail
+from herder.api.gate import Gate
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs
+from herder.api.routes import audit, health, jobs, namespaces, runs, tokens
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
@@ -42,7 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             prune_every=settings.prune_every,
         )
-        app.state.db, app.state.engine = db, engine
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        gate = Gate(db, admin_token=admin_token, clock=engine.clock)
+        app.state.db, app.state.engine, app.state.gate = db, engine, gate
+        await gate.start(host=settings.host)
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
         ready = asyncio.create_task(engine.ready.wait())
         await asyncio.wait({engine_task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -67,7 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    app.add_middleware(AuditTrail)  # outside the body limit: refused bodies are recorded too
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(tokens.router)
+    app.include_router(namespaces.router)
+    app.include_router(audit.router)
     return app

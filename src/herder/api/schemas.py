@@ -282,6 +282,10 @@ class RunNow(Strict):
 
     params: dict[str, Scalar] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    submitter: str | None = Field(
+        None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="who the run is for; only an admin may name someone else",
+    )
 
 
 class CancelIn(Strict):

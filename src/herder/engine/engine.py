@@ -37,7 +37,7 @@ from herder.engine.launch import build_context
 from herder.engine.retention import Pruner
 from herder.logs import LogStore
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
-from herder.model.jobs import check_env, merge_params
+from herder.model.jobs import Job, check_env, merge_params
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.store import jobs as job_store
@@ -189,12 +189,16 @@ class Engine:
         env: dict[str, Any] | None = None,
         trigger: Trigger = Trigger.API,
         submitter: str | None = None,
+        authorize: Callable[[Job], None] | None = None,
     ) -> Run:
-        """Create a READY run of job ``ref`` and wake the dispatcher. Bad input changes nothing."""
+        """Create a READY run of job ``ref`` and wake the dispatcher. Bad input changes nothing.
+        ``authorize`` sees the job in the same transaction and raises to refuse."""
         overrides = check_env(env or {}, allow_reserved=False)
 
         def create(conn: Any) -> Admitted:
             job = job_store.get(conn, ref)
+            if authorize is not None:
+                authorize(job)
             merged = merge_params(job.spec.params, params or {})
             return admission.admit(
                 conn, job, params=merged, env=overrides, trigger=trigger,

@@ -178,10 +178,15 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     return created
 
 
+def not_found(run_id: int) -> NotFound:
+    """The error for a run that does not exist, also answered for one the caller may not see."""
+    return NotFound(f"no run with id {run_id}", details={"run": run_id})
+
+
 def get(conn: Connection, run_id: int) -> Run:
     row = conn.execute(_BY_ID, {"run_id": run_id}).first()
     if row is None:
-        raise NotFound(f"no run with id {run_id}", details={"run": run_id})
+        raise not_found(run_id)
     return row_to_run(row)
 
 
@@ -200,13 +205,17 @@ def search(
     q: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    readable: frozenset[str] | None = None,
 ) -> list[Run]:
     """Runs newest first; ``before_id`` is the cursor (the last id of the previous page).
 
     ``job_name`` (with ``namespace``) finds the runs of a job by name, also once it has been
     deleted; ``since``/``until`` bound ``created_at``; ``q`` is text in the job's name or
-    description, case-insensitive."""
+    description, case-insensitive; ``readable`` (None: all) keeps to the namespaces the caller
+    may read."""
     query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if readable is not None:
+        query = query.where(runs.c.namespace.in_(sorted(readable)))
     if job_id is not None:
         query = query.where(runs.c.job_id == job_id)
     if namespace is not None:
