@@ -18,6 +18,8 @@ from starlette.routing import Route
 from herder.api.app import create_app
 from tests.acceptance.access import OTHER, OWN, ROLES, World, make_world
 
+pytestmark = pytest.mark.acceptance
+
 
 @dataclass(frozen=True)
 class Call:
