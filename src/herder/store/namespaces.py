@@ -99,7 +99,7 @@ def delete(conn: Connection, name: str, *, force: bool) -> list[Run]:
     get(conn, name)
     held = holdings(conn, name)
     if held and not force:
-        listed = ", ".join(f"{count} {kind}" for kind, count in held.items())
+        listed = ", ".join(f"{kind}: {count}" for kind, count in held.items())
         raise Conflict(
             f"namespace {name!r} holds {listed}; delete them first, or add ?force=true "
             "(`herder namespace delete --force`) to delete them with it",
