@@ -1,5 +1,6 @@
-"""The permission matrix: every route × every role × its own namespace and another one, against a
-real server, asserting the documented answer; and every route without a token or with a bad one.
+"""The permission matrix: every route, for every role, in its own namespace and in another,
+against a real server, asserting the documented answer; and every route without a token or with
+a bad one.
 
 Every route of the app must be declared in ``RULES``: a route added later fails
 ``test_every_route_is_declared`` until its permission is written down here.

@@ -187,9 +187,10 @@ def test_servers_on_one_postgres_notice_a_token_made_beside_them(postgres_url: s
         made = a.cli("token", "bootstrap", "--data-dir", str(a.data_dir))
         assert made.returncode == 0, made.stderr
         secret = made.stdout.strip()
-        for server in (a, b):
-            wait_for(lambda s=server: s.client.get("/api/v1/runs").status_code == 401,
-                     timeout=10, what="both servers to turn authentication on")
+        def both_on() -> bool:
+            return all(s.client.get("/api/v1/runs").status_code == 401 for s in (a, b))
+
+        wait_for(both_on, timeout=10, what="both servers to turn authentication on")
         token = a.client.post("/api/v1/tokens", headers=bearer(secret), json={
             "name": "shared", "namespace": "default", "role": "viewer"}).json()
         assert b.client.get("/api/v1/runs", headers=bearer(token["token"])).status_code == 200
