@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.acceptance.access import OTHER, OWN, World, bearer, make_world
+from tests.acceptance.access import ADMIN_SECRET, OTHER, OWN, World, bearer, make_world
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -166,3 +167,27 @@ def test_objects_in_a_missing_namespace(world: World) -> None:
     assert "herder namespace create brand-new" in refused.json()["error"]["message"]
     assert world.admin.post("/api/v1/jobs", json=body).status_code == 201
     assert world.admin.get("/api/v1/namespaces/brand-new").status_code == 200
+
+
+def test_a_namespace_manifest_is_applied_before_the_objects_in_it(
+    world: World, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "all.yaml"
+    manifest.write_text(
+        "apiVersion: herder/v1\nkind: Job\nmetadata: {name: etl, namespace: data}\n"
+        "spec: {command: 'true'}\n---\n"
+        "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: data}\n"
+    )
+    world.server.env["HERDER_TOKEN"] = world.tokens["admin"]  # one namespace's admin: refused
+    refused = world.server.cli("apply", "-f", str(manifest))
+    assert refused.returncode == 1 and "namespace data" in refused.stderr
+    world.server.env["HERDER_TOKEN"] = ADMIN_SECRET
+    try:
+        applied = world.server.cli("apply", "-f", str(manifest))
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.splitlines() == ["namespace data created", "job data/etl created"]
+        again = world.server.cli("apply", "-f", str(manifest))
+        assert again.stdout.splitlines() == ["namespace data unchanged",
+                                             "job data/etl unchanged"]
+    finally:
+        del world.server.env["HERDER_TOKEN"]
