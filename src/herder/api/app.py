@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from herder import __version__
 from herder.api import errors
-from herder.api.audit import AuditTrail
+from herder.api.audit import AuditBuffer, AuditTrail
 from herder.api.gate import Gate
 from herder.api.limits import BodyLimit
 from herder.api.routes import audit, health, jobs, namespaces, runs, tokens
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         gate = Gate(db, admin_token=admin_token, clock=engine.clock)
         app.state.db, app.state.engine, app.state.gate = db, engine, gate
+        app.state.audit = AuditBuffer(db)
         await gate.start(host=settings.host)
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
         ready = asyncio.create_task(engine.ready.wait())
