@@ -191,3 +191,32 @@ def test_a_namespace_manifest_is_applied_before_the_objects_in_it(
                                              "job data/etl unchanged"]
     finally:
         del world.server.env["HERDER_TOKEN"]
+
+
+def test_the_cli_for_namespaces_and_the_audit_trail(world: World) -> None:
+    world.server.env["HERDER_TOKEN"] = ADMIN_SECRET
+    try:
+        assert world.server.cli("namespace", "create", "cli-made").returncode == 0
+        listed = world.server.cli("namespace", "list")
+        assert "cli-made" in listed.stdout and OWN in listed.stdout
+        world.new_job("cli-made")
+        refused = world.server.cli("namespace", "delete", "cli-made")
+        assert refused.returncode == 1 and "jobs: 1" in refused.stderr
+        assert world.server.cli("namespace", "delete", "cli-made", "--force").returncode == 0
+        entry_for(world, action="namespace.delete", object="cli-made", status=204)
+        trail_out = world.server.cli("-o", "json", "audit", "--action", "namespace.*",
+                                     "--since", "1h")
+        assert trail_out.returncode == 0, trail_out.stderr
+        assert '"object": "cli-made"' in trail_out.stdout
+        world.server.env["COLUMNS"] = "200"
+        table = world.server.cli("audit", "--namespace", "cli-made")
+        del world.server.env["COLUMNS"]
+        assert "namespace.delete" in table.stdout and "409" in table.stdout, table.stdout
+    finally:
+        del world.server.env["HERDER_TOKEN"]
+    world.server.env["HERDER_TOKEN"] = world.tokens["viewer"]
+    try:
+        forbidden = world.server.cli("audit")
+        assert forbidden.returncode == 1 and "herder whoami" in forbidden.stderr
+    finally:
+        del world.server.env["HERDER_TOKEN"]

@@ -94,10 +94,7 @@ def token_list(
     output: OutputOpt = None,
 ) -> None:
     """List tokens (never their secrets)."""
-    with connect(ctx, server) as api:
-        found = api.pages(f"{API}/tokens", {}, all_pages=all_pages)
-    render.page(found, output_of(ctx, output), lambda rows: _table(rows, _TOKEN_COLUMNS),
-                "tokens")
+    _list(ctx, server, output, "tokens", {}, all_pages, _TOKEN_COLUMNS)
 
 
 @tokens.command("revoke")
@@ -157,11 +154,8 @@ def namespace_list(
     output: OutputOpt = None,
 ) -> None:
     """List the namespaces this token may read."""
-    with connect(ctx, server) as api:
-        found = api.pages(f"{API}/namespaces", {}, all_pages=all_pages)
-    render.page(found, output_of(ctx, output),
-                lambda rows: _table(rows, [("NAME", "name"), ("CREATED", "created_at")]),
-                "namespaces")
+    _list(ctx, server, output, "namespaces", {}, all_pages,
+          [("NAME", "name"), ("CREATED", "created_at")])
 
 
 @namespaces.command("show")
@@ -229,13 +223,21 @@ def audit(
     params = {"actor": actor, "action": action, "namespace": namespace,
               "since": moment_arg(since, "--since"), "until": moment_arg(until, "--until"),
               "limit": limit}
-    with connect(ctx, server) as api:
-        found = api.pages(f"{API}/audit", params, all_pages=all_pages)
     columns = [("AT", "at"), ("ACTOR", "actor"), ("ACTION", "action"),
                ("NAMESPACE", "namespace"), ("OBJECT", "object"), ("STATUS", "status"),
                ("CLIENT", "client")]
-    render.page(found, output_of(ctx, output), lambda rows: _table(rows, columns),
-                "audit entries")
+    _list(ctx, server, output, "audit", params, all_pages, columns, noun="audit entries")
+
+
+def _list(
+    ctx: typer.Context, server: str | None, output: Output | None, what: str,
+    params: dict[str, Any], all_pages: bool, columns: list[tuple[str, str]], *,
+    noun: str | None = None,
+) -> None:
+    """One of the API's lists (``/api/v1/<what>``) as a table, or as JSON or YAML."""
+    with connect(ctx, server) as api:
+        found = api.pages(f"{API}/{what}", params, all_pages=all_pages)
+    render.page(found, output_of(ctx, output), lambda rows: _table(rows, columns), noun or what)
 
 
 def _done(found: Any, fmt: Output, message: str) -> None:
