@@ -37,6 +37,12 @@ def test_both_headers_and_whoami(world: World) -> None:
         assert me.status_code == 200, me.text
         assert me.json() == {"name": token["name"], "token_id": token["id"], "role": "operator",
                              "namespace": OWN, "authentication": "on"}
+    def last_used() -> str | None:
+        listed = world.admin.get("/api/v1/tokens", params={"limit": 1000}).json()["items"]
+        used: str | None = next(t for t in listed if t["id"] == token["id"])["last_used_at"]
+        return used
+
+    wait_for(last_used, timeout=10, what="last_used_at to be recorded")
     other = world.new_token(OWN, "viewer")
     both = whoami(world, {**bearer(token["token"]), "X-Api-Token": other["token"]})
     assert both.status_code == 401

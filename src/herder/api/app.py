@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.audit import AuditBuffer, AuditTrail
-from herder.api.gate import Gate
+from herder.api.gate import Gate, describe_security
 from herder.api.limits import BodyLimit
 from herder.api.routes import audit, health, jobs, namespaces, runs, tokens
 from herder.engine.engine import Engine
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    describe_security(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
     app.add_middleware(AuditTrail)  # outside the body limit: refused bodies are recorded too
     app.include_router(health.router)

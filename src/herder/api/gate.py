@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 
 from herder.api.auth import OPEN, Principal, Trail
 from herder.model.errors import Unauthorized
@@ -159,3 +160,22 @@ def _log_failure(future: Future[None]) -> None:
     if future.exception() is not None:
         log.warning("could not record a token's last use: %s", future.exception(),
                     extra={"action": "token_touch_failed"})
+
+
+def describe_security(app: FastAPI) -> None:
+    """Declare the two ways of sending a token in the OpenAPI description, so that ``/docs``
+    can send one ("Authorize"). Optional: a server may run open."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "an API token: herder_<id>_<secret>"},
+                "apiToken": {"type": "apiKey", "in": "header", "name": "X-Api-Token"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiToken": []}, {}]
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -10,6 +12,16 @@ from herder.api.schemas import Strict, _check
 from herder.model.durations import parse_duration
 from herder.model.jobs import check_name
 from herder.model.tokens import ALL_NAMESPACES, Role, Token
+
+T = TypeVar("T")
+
+
+def paged(found: list[T], limit: int, cursor: Callable[[T], object]) -> tuple[list[T], str | None]:
+    """A page of ``limit`` items from ``limit + 1`` read, and the cursor to the next (None at
+    the end)."""
+    if len(found) <= limit:
+        return found, None
+    return found[:limit], str(cursor(found[limit - 1]))
 
 
 def _namespace_or_all(value: str) -> str:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import EngineDep
 from herder.api.schemas import Page
-from herder.api.schemas_access import NamespaceIn, NamespaceOut
+from herder.api.schemas_access import NamespaceIn, NamespaceOut, paged
 from herder.engine.engine import Engine
 from herder.model.errors import Forbidden, NotFound
 from herder.model.jobs import NAME_RE
@@ -54,10 +54,9 @@ async def list_namespaces(
     """Namespaces by name: those the caller may read."""
     found = await engine.db.read(namespace_store.search, readable=principal.readable(),
                                  after=cursor, limit=limit + 1)
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[NamespaceOut](items=[NamespaceOut.model_validate(n) for n in found],
-                              next_cursor=found[-1]["name"] if more else None)
+    items, next_cursor = paged(found, limit, lambda namespace: namespace["name"])
+    return Page[NamespaceOut](items=[NamespaceOut.model_validate(n) for n in items],
+                              next_cursor=next_cursor)
 
 
 @router.get("/{name}", response_model=NamespaceOut)
