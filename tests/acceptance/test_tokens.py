@@ -206,3 +206,42 @@ def test_servers_on_one_postgres_notice_a_token_made_beside_them(postgres_url: s
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({"name": "x", "namespace": OWN, "role": "root"}, "role"),
+    ({"name": "X y", "namespace": OWN, "role": "viewer"}, "name"),
+    ({"name": "x", "namespace": "**", "role": "viewer"}, "namespace"),
+    ({"name": "x", "namespace": OWN, "role": "viewer", "expires_in": "forever"}, "expires_in"),
+    ({"name": "x", "namespace": OWN, "role": "viewer", "expires_in": "400d"}, "expires_in"),
+    ({"name": "x", "namespace": OWN, "role": "viewer", "expires_in": -1}, "expires_in"),
+    ({"name": "x", "namespace": OWN, "role": "viewer", "secret": "mine"}, "secret"),
+    ({"name": "x\x00", "namespace": OWN, "role": "viewer"}, "name"),
+])
+def test_bad_token_requests_change_nothing(world: World, body: dict[str, object],
+                                           where: str) -> None:
+    before = world.admin.get("/api/v1/tokens", params={"limit": 1000}).json()["items"]
+    answer = world.admin.post("/api/v1/tokens", json=body)
+    assert answer.status_code == 422 and where in answer.json()["error"]["message"]
+    assert world.admin.get("/api/v1/tokens", params={"limit": 1000}).json()["items"] == before
+
+
+def test_a_namespace_admin_cannot_reach_beyond_it(world: World) -> None:
+    with world.client("admin") as admin:
+        every = admin.post("/api/v1/tokens", json={"name": "x", "namespace": "*",
+                                                   "role": "viewer"})
+        assert every.status_code == 403
+        assert admin.post("/api/v1/namespaces", json={"name": "mine"}).status_code == 403
+        assert admin.delete(f"/api/v1/namespaces/{OWN}").status_code == 403
+        for hostile in ("..", "%2e%2e", "a" * 300, "default%00"):
+            assert admin.get(f"/api/v1/namespaces/{hostile}").status_code == 404
+        submitter = admin.post(f"/api/v1/jobs/{world.job(OWN)}/runs",
+                               json={"submitter": "evil\nline"})
+        assert submitter.status_code == 422
+
+
+def test_bad_input_to_namespaces(world: World) -> None:
+    for name in ("Ops", "-x", "a" * 64, "", "x/y"):
+        answer = world.admin.post("/api/v1/namespaces", json={"name": name})
+        assert answer.status_code == 422, name
+    assert world.admin.delete("/api/v1/namespaces/nowhere").status_code == 404
