@@ -56,7 +56,11 @@ def ensure(conn: Connection, name: str, now: datetime, *, create_missing: bool) 
         return
     if not create_missing:
         raise NotFound(missing(name), details={"namespace": name[:63]})
-    conn.execute(namespaces.insert().values(name=name, created_at=now))
+    try:  # another server on the same PostgreSQL may be creating it this instant
+        with conn.begin_nested():
+            conn.execute(namespaces.insert().values(name=name, created_at=now))
+    except IntegrityError:
+        pass
 
 
 def get(conn: Connection, name: str) -> dict[str, Any]:
