@@ -51,8 +51,9 @@ class Server:
     """Start, kill and restart one server; ``client`` talks to it over HTTP."""
 
     def __init__(self, data_dir: Path, *, database_url: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.args = args or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
@@ -70,7 +71,7 @@ class Server:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "herder", "server", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
         )
         log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import sys
@@ -15,6 +16,7 @@ from herder.api.app import create_app
 from herder.server_identity import server_id
 from herder.settings import Settings
 from herder.store import servers as server_store
+from herder.store import tokens as token_store
 from herder.store.database import Database
 from herder.store.migrate import upgrade
 
@@ -56,10 +58,20 @@ def refusal(settings: Settings) -> str | None:
         )
     try:
         upgrade(db.engine)
-        return db.read_sync(
+        problem = db.read_sync(
             server_store.refusal, server_id=server_id(data_dir), host=socket.gethostname(),
             now=datetime.now(UTC), only_one=db.dialect == "sqlite",
         )
+        if problem is None and not (is_loopback(settings.host) or settings.allow_open
+                                    or settings.admin_token is not None):
+            if not db.read_sync(token_store.any_exist):
+                problem = (
+                    f"--host {settings.host} is not a loopback address and no API tokens "
+                    "exist, so anyone who reaches it could run commands; make the first admin "
+                    "token with `herder token bootstrap` (or set HERDER_ADMIN_TOKEN), or pass "
+                    "--allow-open (HERDER_ALLOW_OPEN=true) to run open on purpose"
+                )
+        return problem
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         # The driver's own first line says why (refused, no such database, bad password).
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -74,3 +86,13 @@ def _shown(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
         return url[:200]
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (a name other than ``localhost``
+    could resolve anywhere, so it is not)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

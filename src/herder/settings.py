@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     prune_every: float = Field(
         300.0, description="how often ended runs are pruned by retention (e.g. '5m')"
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="a bootstrap credential accepted as an admin token for every namespace; "
+        "setting it turns authentication on (at least 16 characters)",
+    )
+    allow_open: bool = Field(
+        False,
+        description="let a server on a non-loopback address run open (no tokens): anyone "
+        "who reaches it may do anything",
+    )
 
     secret_key: SecretStr | None = Field(
         None,
@@ -113,6 +123,18 @@ class Settings(BaseSettings):
             old_keys=self.secret_old_keys.get_secret_value() if self.secret_old_keys else None,
             data_dir=self.data_dir.resolve(),
         )
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. from `openssl rand -hex 32`)")
+        return value
 
     @property
     def store_url(self) -> str:

@@ -41,8 +41,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     import sys
 
     empty = make_engine(postgres_url)
-    with empty.begin() as conn:  # start from nothing: the fixture's copy is already migrated
-        metadata.drop_all(conn)
+    metadata.drop_all(empty)  # start from nothing: the fixture's copy is already migrated
+    with empty.begin() as conn:
         conn.execute(sa.text("DROP TABLE alembic_version"))
     empty.dispose()
     code = ("import sys; from herder.store.database import make_engine; "

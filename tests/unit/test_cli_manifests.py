@@ -127,15 +127,15 @@ def test_every_problem_is_reported_with_file_and_document(tmp_path: Path) -> Non
 
     assert found == [
         f"{bad}: document 2 (line 7): kind: 'Trigger' is not supported by this herder yet; "
-        "supported: Job, Workflow",
+        "supported: Namespace, Job, Workflow",
         f"{bad}: document 3 (line 12): expected a manifest (a mapping), got a list",
         f"{bad}: document 4 (line 15): metadata.name: missing",
-        f"{bad}: document 5 (line 20): kind: missing; give one of Job, Workflow",
+        f"{bad}: document 5 (line 20): kind: missing; give one of Namespace, Job, Workflow",
         f"{bad}: document 6 (line 24): apiVersion: 'herder/v2' is not supported; give herder/v1",
         f"{bad}: document 7 (line 29): unknown field 'status'; a manifest has apiVersion, kind, "
         "metadata and spec",
         f"{bad}: document 8 (line 35): spec.name: belongs in metadata",
-        f"{bad}: document 9 (line 40): kind: 'Jbo' is unknown; supported: Job, Workflow",
+        f"{bad}: document 9 (line 40): kind: 'Jbo' is unknown; supported: Namespace, Job, Workflow",
     ]
 
 
@@ -485,3 +485,22 @@ def test_export_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path)
     write_tree(tmp_path / "out", [to_manifest(m.spec)])
     assert victim.read_text() == "keep me"
     assert "echo hi" in (tmp_path / "out" / "default" / "job-hello.yaml").read_text()
+
+
+def test_namespace_manifests_come_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.yaml",
+                 "apiVersion: herder/v1\nkind: Job\nmetadata: {name: a, namespace: ops}\n"
+                 "spec: {command: x}\n---\napiVersion: herder/v1\nkind: Namespace\n"
+                 "metadata: {name: ops}\n")
+    found = read_manifests([str(path)])
+    assert [(m.kind, m.ref) for m in found] == [("Namespace", "ops"), ("Job", "ops/a")]
+    bad = write(tmp_path / "bad.yaml",
+                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: Ops}\n---\n"
+                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: x, labels: {}}\n---\n"
+                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: y}\nspec: {a: 1}\n")
+    assert [p.split(": ", 2)[2] for p in problems(bad)] == [
+        "metadata.name: 'Ops' is not a valid name; use lowercase letters, digits and '-', "
+        "starting with a letter and not ending with '-'",
+        "metadata.labels: a Namespace has only a name",
+        "spec: a Namespace has none",
+    ]

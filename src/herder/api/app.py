@@ -11,8 +11,21 @@ from fastapi import FastAPI
 
 from herder import __version__
 from herder.api import errors
+from herder.api.audit import AuditBuffer, AuditTrail
+from herder.api.gate import Gate, describe_security
 from herder.api.limits import BodyLimit
-from herder.api.routes import bundles, health, jobs, run_files, runs, variables, workflows
+from herder.api.routes import (
+    audit,
+    bundles,
+    health,
+    jobs,
+    namespaces,
+    run_files,
+    runs,
+    tokens,
+    variables,
+    workflows,
+)
 from herder.api.routes.bundles import bundle_limits, upload_limits
 from herder.api.schemas import ERROR_RESPONSES
 from herder.engine.engine import Engine
@@ -46,7 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             secret_keys=settings.secret_keys(),
             bundle_limits=bundle_limits(settings),
         )
-        app.state.db, app.state.engine = db, engine
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        gate = Gate(db, admin_token=admin_token, clock=engine.clock)
+        app.state.db, app.state.engine, app.state.gate = db, engine, gate
+        app.state.audit = AuditBuffer(db)
+        await gate.start(host=settings.host)
         engine_task = asyncio.create_task(engine.run(), name="herder-engine")
         ready = asyncio.create_task(engine.ready.wait())
         await asyncio.wait({engine_task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -72,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.state.settings = settings
+    describe_security(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body, larger=upload_limits(settings))
+    app.add_middleware(AuditTrail)  # outside the body limit: refused bodies are recorded too
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
@@ -81,4 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(variables.secrets)
     app.include_router(run_files.router)
     app.include_router(bundles.router)
+    app.include_router(tokens.router)
+    app.include_router(namespaces.router)
+    app.include_router(audit.router)
     return app

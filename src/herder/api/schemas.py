@@ -320,6 +320,10 @@ class RunNow(Strict):
         False, description="create the run ACTION_PENDING: it starts once approved "
         "(POST /runs/{id}/approve), so input files can be attached first"
     )
+    submitter: str | None = Field(
+        None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="who the run is for; only an admin may name someone else",
+    )
 
 
 class CancelIn(Strict):

@@ -22,7 +22,7 @@ import typer
 from rich.text import Text
 
 from herder.cli import render
-from herder.cli.client import Client, CliError
+from herder.cli.client import API, ApiError, Client, CliError
 from herder.cli.common import ServerOpt, connect, output_of, pairs
 from herder.cli.manifests import (
     API_VERSION,
@@ -92,6 +92,9 @@ def plan(api: Client, manifests: list[Manifest]) -> list[Change]:
     sent."""
     changes = []
     for manifest in in_order(manifests):
+        if manifest.kind == "Namespace":
+            changes.append(Change(manifest, _live_namespace(api, manifest.name)))
+            continue
         found = api.find(manifest.kind.lower(), manifest.ref)
         changes.append(Change(manifest, None if found is None else _fields(found, manifest)))
     return changes
@@ -119,6 +122,15 @@ def in_order(manifests: list[Manifest]) -> list[Manifest]:
         place(manifest, ())
     return ordered
 
+def _live_namespace(api: Client, name: str) -> dict[str, Any] | None:
+    try:
+        api.get(f"{API}/namespaces/{name}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {"name": name}
+
 
 def _fields(job: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
     """The server's job over the fields a manifest sets (what it adds besides is not ours)."""
@@ -134,6 +146,9 @@ def apply_change(api: Client, change: Change) -> str:
     """
     if change.action == "unchanged":
         return "unchanged"
+    if change.manifest.kind == "Namespace":
+        api.post(f"{API}/namespaces", change.manifest.body)
+        return "created"
     answer, created = api.put(change.manifest.kind.lower(), change.manifest.ref,
                               change.manifest.body)
     if created or change.live is None:
@@ -251,7 +266,9 @@ def diff_lines(change: Change) -> list[str]:
         return []
     m = change.manifest
     ident = f"{m.kind.lower()} {m.ref}"
-    after = render.dump(to_manifest(m.spec, kind=m.kind), Output.YAML).splitlines()
+    document = to_manifest(m.spec, kind=m.kind) if m.kind != "Namespace" else {
+        "apiVersion": API_VERSION, "kind": "Namespace", "metadata": {"name": m.name}}
+    after = render.dump(document, Output.YAML).splitlines()
     if change.live is None:
         before: list[str] = []
         left = "/dev/null"

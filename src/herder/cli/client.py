@@ -220,9 +220,12 @@ class Client:
             details = error.get("details")
             lines = [message, *_detail_lines(details)]
             if status == 401:
-                lines.append("set HERDER_TOKEN to a valid API token")
+                lines.append("set HERDER_TOKEN to a valid API token (an admin makes one with "
+                             "`herder token create`; the first comes from `herder token "
+                             "bootstrap`)")
             elif status == 403:
-                lines.append("the token in HERDER_TOKEN is not allowed to do this")
+                lines.append("the token in HERDER_TOKEN is not allowed to do this; `herder "
+                             "whoami` shows what it may do")
             return ApiError(
                 "\n".join(lines),
                 status=status,

@@ -14,7 +14,8 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from herder import __version__
-from herder.cli import apply, bundles, jobs, render, runs, variables, workflows
+from herder.cli import access, apply, bundles, jobs, render, runs, variables, workflows
+from herder.cli.access import load_settings
 from herder.cli.client import DEFAULT_URL, CliError
 from herder.cli.common import EXIT_CODES, State
 from herder.cli.render import Output
@@ -59,6 +60,7 @@ app.add_typer(variables.secret_app, name="secret")
 app.add_typer(bundles.app, name="bundle")
 runs.register(app)
 apply.register(app)
+access.register(app)
 
 
 def _print_version(value: bool) -> None:
@@ -119,25 +121,18 @@ def server(
             "--data-dir", help="folder for the database, logs and work folders", show_default=False
         ),
     ] = None,
+    allow_open: Annotated[
+        bool,
+        typer.Option("--allow-open", help="run open (no tokens) on a non-loopback address too"),
+    ] = False,
 ) -> None:
     """Run the herder server (API, scheduler, dispatcher) in this process.
 
     Options override the HERDER_* environment variables and a .env file.
     """
-    from pydantic import ValidationError
-
-    from herder.settings import Settings
-
-    given: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
-    try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        prefix = Settings.model_config.get("env_prefix", "")
-        problems = "; ".join(
-            f"{prefix}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise CliError(f"bad server settings: {problems}", exit_code=2) from None
+    given: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir,
+                             "allow_open": allow_open or None}
+    settings = load_settings(given)
     try:
         from herder.server import serve
     except ModuleNotFoundError as exc:

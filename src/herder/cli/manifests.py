@@ -28,9 +28,9 @@ import yaml
 from herder.cli.client import CliError
 
 API_VERSION = "herder/v1"
-KINDS = ("Job", "Workflow")
+KINDS = ("Namespace", "Job", "Workflow")
 # Kinds the design promises; this version of herder does not serve them yet.
-LATER_KINDS = ("Namespace", "Token", "Variable", "Secret", "Trigger", "Node")
+LATER_KINDS = ("Token", "Variable", "Secret", "Trigger", "Node")
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VALUES = 250_000  # per file, after YAML aliases are expanded
 MAX_DEPTH = 64
@@ -84,7 +84,7 @@ class Manifest:
 
     @property
     def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return self.name if self.kind == "Namespace" else f"{self.namespace}/{self.name}"
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -125,6 +125,7 @@ def read_manifests(paths: list[str]) -> list[Manifest]:
                         f"{', '.join(SUFFIXES)})")
     if problems:
         raise ManifestError(problems)
+    found.sort(key=lambda m: m.kind != "Namespace")  # namespaces before the objects in them
     return found
 
 
@@ -328,6 +329,8 @@ def parse(data: Any, source: Source) -> Manifest:
                    f"{', '.join(METADATA_KEYS)}")
     if "name" not in metadata:
         raise _Bad("metadata.name: missing")
+    if kind == "Namespace":
+        return _namespace(metadata, spec, source)
     if not isinstance(spec, dict):
         raise _Bad("spec: missing" if spec is None else "spec: must be a mapping")
     misplaced = [k for k in METADATA_KEYS if k in spec]
@@ -339,6 +342,27 @@ def parse(data: Any, source: Source) -> Manifest:
         kind=kind, namespace=normalized["namespace"], name=normalized["name"], body=body,
         spec=normalized, source=source,
     )
+
+
+def _namespace(metadata: dict[str, Any], spec: Any, source: Source) -> Manifest:
+    """A ``kind: Namespace`` document: a name, nothing else."""
+    from herder.model.errors import InvalidSpec
+    from herder.model.jobs import check_name
+
+    extra = [k for k in metadata if k != "name"]
+    if extra:
+        raise _Bad(f"metadata.{extra[0]}: a Namespace has only a name")
+    if spec not in (None, {}):
+        raise _Bad("spec: a Namespace has none")
+    name = metadata["name"]
+    if not isinstance(name, str):
+        raise _Bad("metadata.name: must be a string")
+    try:
+        check_name(name, what="metadata.name")
+    except InvalidSpec as exc:
+        raise _Bad(exc.message) from None
+    return Manifest(kind="Namespace", namespace=name, name=name, body={"name": name},
+                    spec={"name": name}, source=source)
 
 
 def normalize_job(body: Mapping[str, Any]) -> dict[str, Any]:

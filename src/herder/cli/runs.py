@@ -245,7 +245,7 @@ def logs(
         raise typer.Exit(exit_code_for(run))
 
 
-def _moment(value: str | None, option: str) -> str | None:
+def moment_arg(value: str | None, option: str) -> str | None:
     """``1d``/``2h30m`` (that long ago) or a date and time (local time when it has no offset),
     as the ISO 8601 UTC the API takes."""
     if value is None:
@@ -313,8 +313,8 @@ def runs(
         "status": statuses,
         "trigger": trigger,
         "label": list(label or ()),
-        "since": _moment(since, "--since"),
-        "until": _moment(until, "--until"),
+        "since": moment_arg(since, "--since"),
+        "until": moment_arg(until, "--until"),
         "submitter": submitter,
         "q": text,
         "limit": limit,

@@ -41,7 +41,7 @@ from herder.engine.workspace import Workspace
 from herder.logs import LogStore
 from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
-from herder.model.jobs import JobSpec, check_env, merge_params
+from herder.model.jobs import Job, JobSpec, check_env, merge_params
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.secret_keys import SecretKeys
@@ -202,13 +202,17 @@ class Engine:
         trigger: Trigger = Trigger.API,
         submitter: str | None = None,
         manual: bool = False,
+        authorize: Callable[[Job], None] | None = None,
     ) -> Run:
         """Create a READY run of job ``ref`` and wake the dispatcher (``manual``: an
-        ACTION_PENDING one, which waits for ``approve``). Bad input changes nothing."""
+        ACTION_PENDING one, which waits for ``approve``). Bad input changes nothing.
+        ``authorize`` sees the job in the same transaction and raises to refuse."""
         overrides = check_env(env or {}, allow_reserved=False)
 
         def create(conn: Any) -> Admitted:
             job = job_store.get(conn, ref)
+            if authorize is not None:
+                authorize(job)
             merged = merge_params(job.spec.params, params or {})
             return admission.admit(
                 conn, job, params=merged, env=overrides, trigger=trigger,

@@ -184,6 +184,13 @@ _BY_NAME = sa.select(jobs).where(
 )
 
 
+def not_found(ref: str) -> NotFound:
+    """The error for a job that does not exist, also answered for one the caller may not see."""
+    job_id, namespace, name = parse_ref(ref)
+    what = f"id {job_id}" if job_id is not None else f"name {namespace}/{name}"
+    return NotFound(f"no job with {what}", details={"job": ref[:200]})
+
+
 def get(conn: Connection, ref: str) -> Job:
     """One job by id, ``namespace/name`` or name; ``NotFound`` names what was looked for."""
     job_id, namespace, name = parse_ref(ref)
@@ -192,8 +199,7 @@ def get(conn: Connection, ref: str) -> Job:
     else:
         row = conn.execute(_BY_NAME, {"namespace": namespace, "name": name}).first()
     if row is None:
-        what = f"id {job_id}" if job_id is not None else f"name {namespace}/{name}"
-        raise NotFound(f"no job with {what}", details={"job": ref[:200]})
+        raise not_found(ref)
     return _row_to_job(row)
 
 
@@ -206,9 +212,13 @@ def search(
     q: str | None = None,
     limit: int = 100,
     after_id: int | None = None,
+    readable: frozenset[str] | None = None,
 ) -> list[Job]:
-    """Jobs ordered by id; ``after_id`` is the cursor (the last id of the previous page)."""
+    """Jobs ordered by id; ``after_id`` is the cursor (the last id of the previous page);
+    ``readable`` (None: all) keeps to the namespaces the caller may read."""
     query = sa.select(jobs).order_by(jobs.c.id).limit(limit)
+    if readable is not None:
+        query = query.where(jobs.c.namespace.in_(sorted(readable)))
     if namespace is not None:
         query = query.where(jobs.c.namespace == namespace)
     if enabled is not None:

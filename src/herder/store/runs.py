@@ -185,10 +185,15 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     return created
 
 
+def not_found(run_id: int) -> NotFound:
+    """The error for a run that does not exist, also answered for one the caller may not see."""
+    return NotFound(f"no run with id {run_id}", details={"run": run_id})
+
+
 def get(conn: Connection, run_id: int) -> Run:
     row = conn.execute(_BY_ID, {"run_id": run_id}).first()
     if row is None:
-        raise NotFound(f"no run with id {run_id}", details={"run": run_id})
+        raise not_found(run_id)
     return row_to_run(row)
 
 
@@ -212,14 +217,17 @@ def search(
     q: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    readable: frozenset[str] | None = None,
 ) -> list[Run]:
     """Runs newest first; ``before_id`` is the cursor (the last id of the previous page).
 
     ``job_name`` (with ``namespace``) finds the runs of a job by name, also once it has been
     deleted; ``since``/``until`` bound ``created_at``; ``q`` is text in the job's name or
     description, case-insensitive: the job's current ones, and for the runs of a deleted job
-    the ones it had."""
+    the ones it had; ``readable`` (None: all) keeps to the namespaces the caller may read."""
     conditions: list[sa.ColumnElement[bool]] = []
+    if readable is not None:
+        conditions.append(runs.c.namespace.in_(sorted(readable)))
     if job_id is not None:
         conditions.append(runs.c.job_id == job_id)
     if namespace is not None:
@@ -239,7 +247,7 @@ def search(
         conditions.append(runs.c.created_at < until)
     query = _newest(conditions, labels or {}, before_id, limit)
     if q:
-        matched = _jobs_matching(conn, q, namespace=namespace, job_id=job_id)
+        matched = _jobs_matching(conn, q, namespace=namespace, job_id=job_id, readable=readable)
         if matched is not None:
             return _newest_of_jobs(conn, query, matched, q, limit)
         description = runs.c.spec["description"].as_string()
@@ -278,7 +286,8 @@ def _newest(
 
 
 def _jobs_matching(
-    conn: Connection, q: str, *, namespace: str | None, job_id: int | None
+    conn: Connection, q: str, *, namespace: str | None, job_id: int | None,
+    readable: frozenset[str] | None,
 ) -> list[int] | None:
     """The ids of the jobs whose name or description holds ``q``; None when there are too
     many for reading each one's runs to pay."""
@@ -289,6 +298,8 @@ def _jobs_matching(
         query = query.where(jobs.c.namespace == namespace)
     if job_id is not None:
         query = query.where(jobs.c.id == job_id)
+    if readable is not None:
+        query = query.where(jobs.c.namespace.in_(sorted(readable)))
     found = list(conn.execute(query.limit(_Q_JOBS + 1)).scalars())
     return None if len(found) > _Q_JOBS else found
 

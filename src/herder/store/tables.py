@@ -223,3 +223,51 @@ run_files = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.PrimaryKeyConstraint("run_id", "name"),
 )
+
+# Namespaces: the tenancy boundary. ``default`` is made by the migration and always exists.
+namespaces = sa.Table(
+    "namespaces",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# API tokens. Only the SHA-256 of the secret is kept; a revoked token keeps its row, so that it
+# answers "revoked" (not "unknown") and the audit trail can name it.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=False),  # or "*": every namespace
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+    sa.Index(None, "namespace"),
+)
+
+# The audit trail: one row per change request, whatever its outcome. Nothing updates or deletes
+# these rows (no route does).
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("token_id", BigId, nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(1000), nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=True),
+    sa.Column("object", sa.String(255), nullable=True),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Index(None, "actor", "id"),
+    sa.Index(None, "action", "id"),
+    sa.Index(None, "namespace", "id"),
+    sa.Index(None, "at"),
+)

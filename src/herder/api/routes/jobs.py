@@ -8,14 +8,16 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
 from herder.engine import scheduler
-from herder.model.errors import InvalidSpec
-from herder.model.jobs import Job, check_labels
+from herder.model.errors import Forbidden, InvalidSpec
+from herder.model.jobs import Job, JobSpec, check_labels
 from herder.store import bundles as bundle_store
 from herder.store import jobs as job_store
+from herder.store import namespaces as namespace_store
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobRef = Annotated[str, "an id, namespace/name, or a name in namespace default"]
@@ -40,13 +42,40 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
+def may(principal: Principal, permission: Permission, job: Job, ref: str) -> Job:
+    """The job, if the caller may do ``permission`` to it; a job it may not see is missing."""
+    missing = job_store.not_found(ref)
+    principal.check(permission, job.spec.namespace, missing=missing.message,
+                    details=missing.details)
+    return job
+
+
+def may_put(principal: Principal, spec: JobSpec) -> None:
+    """May the caller put a job in ``spec.namespace``? (A namespace it may not see answers
+    as one that does not exist.)"""
+    principal.check(Permission.EDIT, spec.namespace,
+                    missing=namespace_store.missing(spec.namespace),
+                    details={"namespace": spec.namespace})
+    principal.note(f"{spec.namespace}/{spec.name}")
+
+
+def place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -> None:
+    """Make sure the job's namespace exists; created for a caller who may create
+    namespaces."""
+    namespace_store.ensure(conn, spec.namespace, now,
+                           create_missing=principal.everywhere(Permission.ADMIN))
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
-async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
+async def create_job(body: JobIn, engine: EngineDep, principal: PrincipalDep) -> JobOut:
     """Create a job; 409 if its namespace already has one by that name."""
+    spec = body.to_spec()
+    may_put(principal, spec)
 
     def create(conn: Connection) -> Job:
-        spec = bundle_store.check_script(conn, body.to_spec())
-        return job_store.create(conn, spec, engine.clock())
+        now = engine.clock()
+        place(conn, principal, spec, now)
+        return job_store.create(conn, bundle_store.check_script(conn, spec), now)
 
     job = await engine.db.write(create)
     engine.jobs_changed()
@@ -54,7 +83,9 @@ async def create_job(body: JobIn, engine: EngineDep) -> JobOut:
 
 
 @router.put("/{ref:path}", response_model=JobOut, responses={201: {"model": JobOut}})
-async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Response) -> JobOut:
+async def replace_job(
+    ref: str, body: JobIn, engine: EngineDep, response: Response, principal: PrincipalDep
+) -> JobOut:
     """Create or replace the job named by the body (idempotent apply). ``ref`` must name it."""
     spec = body.to_spec()
     if ref not in (spec.name, f"{spec.namespace}/{spec.name}") and not job_store.is_id(ref):
@@ -62,10 +93,16 @@ async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Respon
                           f"{spec.name}")
 
     def apply(conn: Connection) -> tuple[Job, bool]:
-        spec = bundle_store.check_script(conn, body.to_spec())
+        now = engine.clock()
+        checked = bundle_store.check_script(conn, spec)
         if job_store.is_id(ref):
-            return job_store.update(conn, job_store.get(conn, ref).id, spec, engine.clock()), False
-        return job_store.replace(conn, spec, engine.clock())
+            old = may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
+            may_put(principal, spec)
+            place(conn, principal, spec, now)
+            return job_store.update(conn, old.id, checked, now), False
+        may_put(principal, spec)
+        place(conn, principal, spec, now)
+        return job_store.replace(conn, checked, now)
 
     job, created = await engine.db.write(apply)
     engine.jobs_changed()
@@ -76,6 +113,7 @@ async def replace_job(ref: str, body: JobIn, engine: EngineDep, response: Respon
 @router.get("", response_model=Page[JobOut])
 async def list_jobs(
     db: DbDep,
+    principal: PrincipalDep,
     namespace: str | None = None,
     label: Annotated[list[str], Query(description="k=v, repeatable")] = [],  # noqa: B006
     enabled: bool | None = None,
@@ -86,43 +124,70 @@ async def list_jobs(
     """Jobs in id order, filtered; ``next_cursor`` pages on."""
     found = await db.read(
         job_store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
-        q=q, limit=limit + 1, after_id=parse_cursor(cursor),
+        q=q, limit=limit + 1, after_id=parse_cursor(cursor), readable=principal.readable(),
     )
     return Page[JobOut].of(found, limit, JobOut.of)
 
 
 @router.post("/{ref:path}/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)
-async def run_job(ref: str, engine: EngineDep, body: RunNow | None = None) -> RunOut:
-    """Run now. The body may override ``params`` (declared ones only) and ``env``."""
+async def run_job(
+    ref: str, engine: EngineDep, principal: PrincipalDep, body: RunNow | None = None
+) -> RunOut:
+    """Run now. The body may override ``params`` (declared ones only) and ``env``; an admin
+    may name the ``submitter`` (by default, the caller)."""
     body = body or RunNow()
-    run = await engine.submit(ref, params=body.params, env=body.env, manual=body.manual_start)
+    submitter = body.submitter or principal.name
+
+    def authorize(job: Job) -> None:
+        may(principal, Permission.RUN, job, ref)
+        if submitter != principal.name and not principal.allows(Permission.ADMIN,
+                                                                  job.spec.namespace):
+            raise Forbidden(
+                f"naming another submitter ({submitter[:60]!r}) needs the admin role in "
+                f"namespace {job.spec.namespace!r}; leave submitter out to submit as "
+                f"{principal.name!r}"
+            )
+
+    run = await engine.submit(ref, params=body.params, env=body.env, submitter=submitter,
+                              authorize=authorize, manual=body.manual_start)
     return RunOut.of(run)
 
 
+async def _set_enabled(
+    ref: str, enabled: bool, engine: EngineDep, principal: Principal
+) -> Job:
+    def change(conn: Connection) -> Job:
+        may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
+        return job_store.set_enabled(conn, ref, enabled, engine.clock())
+
+    return await engine.db.write(change)
+
+
 @router.post("/{ref:path}/enable", response_model=JobOut)
-async def enable_job(ref: str, engine: EngineDep) -> JobOut:
+async def enable_job(ref: str, engine: EngineDep, principal: PrincipalDep) -> JobOut:
     """Resume the job; the slots missed while it was paused follow its misfire policy."""
-    job = await engine.db.write(job_store.set_enabled, ref, True, engine.clock())
+    job = await _set_enabled(ref, True, engine, principal)
     engine.jobs_changed()
     return JobOut.of(job)
 
 
 @router.post("/{ref:path}/disable", response_model=JobOut)
-async def disable_job(ref: str, engine: EngineDep) -> JobOut:
+async def disable_job(ref: str, engine: EngineDep, principal: PrincipalDep) -> JobOut:
     """Pause the job; its runs, logs and spec are all kept."""
-    job = await engine.db.write(job_store.set_enabled, ref, False, engine.clock())
-    return JobOut.of(job)
+    return JobOut.of(await _set_enabled(ref, False, engine, principal))
 
 
 @router.get("/{ref:path}/schedule", response_model=ScheduleReport)
 async def job_schedule(
     ref: str,
     engine: EngineDep,
+    principal: PrincipalDep,
     recent: Annotated[int, Query(ge=0, le=1000, description="recent slots to show")] = 20,
     upcoming: Annotated[int, Query(ge=0, le=1000, description="next slots to preview")] = 5,
 ) -> ScheduleReport:
     """Why did (or didn't) it run: the recent slots and what became of each, and the next
     ones."""
+    may(principal, Permission.READ, await engine.db.read(job_store.get, ref), ref)
     found = await engine.db.read(
         scheduler.report, ref, engine.clock(), recent=recent, upcoming=upcoming
     )
@@ -130,17 +195,19 @@ async def job_schedule(
 
 
 @router.get("/{ref:path}", response_model=JobOut)
-async def get_job(ref: str, db: DbDep) -> JobOut:
-    return JobOut.of(await db.read(job_store.get, ref))
+async def get_job(ref: str, db: DbDep, principal: PrincipalDep) -> JobOut:
+    return JobOut.of(may(principal, Permission.READ, await db.read(job_store.get, ref), ref))
 
 
 @router.patch("/{ref:path}", response_model=JobOut)
-async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
+async def patch_job(
+    ref: str, body: JobPatch, engine: EngineDep, principal: PrincipalDep
+) -> JobOut:
     """Change some fields; the whole result is checked as a new spec before anything changes."""
     changes = body.model_dump(exclude_unset=True)
 
     def patch(conn: Connection) -> Job:
-        job = job_store.get(conn, ref)
+        job = may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
         merged: dict[str, Any] = job.spec.to_dict() | changes
         for given, other in (("script", "command"), ("command", "script")):
             if changes.get(given) is not None and other not in changes:
@@ -149,6 +216,9 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
             spec = bundle_store.check_script(conn, JobIn.model_validate(merged).to_spec())
         except ValidationError as exc:
             raise invalid(exc) from None
+        if spec.namespace != job.spec.namespace:
+            may_put(principal, spec)
+            place(conn, principal, spec, engine.clock())
         return job_store.update(conn, job.id, spec, engine.clock())
 
     job = await engine.db.write(patch)
@@ -157,7 +227,12 @@ async def patch_job(ref: str, body: JobPatch, engine: EngineDep) -> JobOut:
 
 
 @router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_job(ref: str, db: DbDep) -> Response:
+async def delete_job(ref: str, db: DbDep, principal: PrincipalDep) -> Response:
     """Delete the job; its runs and logs stay. 409 while it has active runs."""
-    await db.write(job_store.delete, ref)
+
+    def delete(conn: Connection) -> Job:
+        may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
+        return job_store.delete(conn, ref)
+
+    await db.write(delete)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from herder.api.auth import Permission, PrincipalDep
+from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
 from herder.logs import Stream
 from herder.model.errors import InvalidSpec
-from herder.model.runs import RunStatus, Trigger
+from herder.model.runs import Run, RunStatus, Trigger
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
 
@@ -33,6 +33,7 @@ def parse_statuses(values: list[str]) -> list[RunStatus]:
 @router.get("", response_model=Page[RunOut])
 async def search_runs(
     db: DbDep,
+    principal: PrincipalDep,
     job: Annotated[str | None, Query(description="id, namespace/name or name")] = None,
     namespace: str | None = None,
     status: Annotated[list[str], Query(description="name or code; repeatable")] = [],  # noqa: B006
@@ -54,13 +55,13 @@ async def search_runs(
     found = await db.read(
         run_store.search, job_id=job_id, namespace=job_namespace or namespace,
         job_name=job_name or None, statuses=statuses, trigger=trigger, submitter=submitter,
-        labels=parse_labels(label), since=_aware(since, "since"), until=_aware(until, "until"),
-        q=q, before_id=parse_cursor(cursor), limit=limit + 1,
+        labels=parse_labels(label), since=aware(since, "since"), until=aware(until, "until"),
+        q=q, before_id=parse_cursor(cursor), limit=limit + 1, readable=principal.readable(),
     )
     return Page[RunOut].of(found, limit, RunOut.of)
 
 
-def _aware(moment: datetime | None, name: str) -> datetime | None:
+def aware(moment: datetime | None, name: str) -> datetime | None:
     if moment is None:
         return None
     if moment.utcoffset() is None:
@@ -71,28 +72,38 @@ def _aware(moment: datetime | None, name: str) -> datetime | None:
         raise InvalidSpec(f"{name}: out of range once in UTC") from None
 
 
+async def may(db: DbDep, principal: Principal, permission: Permission, run_id: int) -> Run:
+    """The run, if the caller may do ``permission`` to it; a run it may not see is missing."""
+    run = await db.read(run_store.get, run_id)
+    missing = run_store.not_found(run_id)
+    principal.check(permission, run.namespace, missing=missing.message, details=missing.details)
+    return run
+
+
 @router.get("/{run_id}", response_model=RunOut)
-async def get_run(run_id: RunId, db: DbDep) -> RunOut:
-    return RunOut.of(await db.read(run_store.get, run_id))
+async def get_run(run_id: RunId, db: DbDep, principal: PrincipalDep) -> RunOut:
+    return RunOut.of(await may(db, principal, Permission.READ, run_id))
 
 
 @router.get("/{run_id}/outputs", response_model=dict[str, Any])
-async def run_outputs(run_id: RunId, db: DbDep) -> dict[str, Any]:
+async def run_outputs(run_id: RunId, db: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """The outputs the run published through ``$HERDER_OUTPUT``, as one JSON object: empty
     until it ends, and when it published nothing or its file was not kept (the run's
     ``outputs_error`` says why)."""
-    return (await db.read(run_store.get, run_id)).outputs
+    return (await may(db, principal, Permission.READ, run_id)).outputs
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
 async def cancel_run(
     run_id: RunId,
     engine: EngineDep,
+    principal: PrincipalDep,
     body: Annotated[CancelIn | None, Body()] = None,
     force: Annotated[bool, Query(description="kill at once")] = False,
 ) -> RunOut:
     """Stop a run: SIGTERM, a grace period, then SIGKILL (``force`` kills at once). The answer
     shows the cancel requested; the run ends ABORTED once its process is gone."""
+    await may(engine.db, principal, Permission.RUN, run_id)
     run = await engine.cancel(run_id, force=force or bool(body and body.force))
     return RunOut.of(run)
 
@@ -108,10 +119,11 @@ async def approve_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep)
 
 
 @router.post("/{run_id}/retry", status_code=201, response_model=RunOut)
-async def retry_run(run_id: RunId, engine: EngineDep) -> RunOut:
+async def retry_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep) -> RunOut:
     """Resubmit an ended run as a new run (``attempt + 1``, ``parent_id`` set); 409 while it
-    is still active."""
-    return RunOut.of(await engine.retry(run_id))
+    is still active. The caller is the new run's submitter."""
+    await may(engine.db, principal, Permission.RUN, run_id)
+    return RunOut.of(await engine.retry(run_id, submitter=principal.name))
 
 
 @router.get(
@@ -123,6 +135,7 @@ async def run_logs(
     run_id: RunId,
     request: Request,
     engine: EngineDep,
+    principal: PrincipalDep,
     stream: Stream = Stream.OUTPUT,
     follow: bool = False,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -130,7 +143,7 @@ async def run_logs(
     """The log as text: ``stream`` picks stdout, stderr or both (``output``, time-ordered);
     ``follow=true`` streams until the run ends; ``offset`` starts later in the file. With
     ``Accept: text/event-stream`` the stream is Server-Sent Events."""
-    run = await engine.db.read(run_store.get, run_id)
+    run = await may(engine.db, principal, Permission.READ, run_id)
     logs = engine.logs_of(run)
 
     async def ended() -> bool:

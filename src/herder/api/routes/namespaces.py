@@ -1,0 +1,92 @@
+"""``/api/v1/namespaces``: the tenancy boundaries."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from herder.api.auth import Permission, Principal, PrincipalDep
+from herder.api.deps import EngineDep
+from herder.api.schemas import Page
+from herder.api.schemas_access import NamespaceIn, NamespaceOut, paged
+from herder.engine.engine import Engine
+from herder.model.errors import Forbidden, NotFound
+from herder.model.jobs import NAME_RE
+from herder.model.runs import Run
+from herder.store import namespaces as namespace_store
+
+router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
+
+
+def _only_global_admin(principal: Principal, doing: str) -> None:
+    if not principal.everywhere(Permission.ADMIN):
+        raise Forbidden(f"{doing} a namespace needs an admin token for every namespace ('*')")
+
+
+def _name(name: str) -> str:
+    """A path's namespace name; one that cannot exist is simply missing."""
+    if not NAME_RE.fullmatch(name):
+        raise NotFound(namespace_store.missing(name), details={"namespace": name[:63]})
+    return name
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=NamespaceOut)
+async def create_namespace(
+    body: NamespaceIn, engine: EngineDep, principal: PrincipalDep
+) -> NamespaceOut:
+    """Create a namespace; 409 if it exists."""
+    _only_global_admin(principal, "creating")
+    principal.check(Permission.ADMIN, body.name, missing=namespace_store.missing(body.name))
+    found = await engine.db.write(namespace_store.create, body.name, engine.clock())
+    return NamespaceOut.model_validate(found)
+
+
+@router.get("", response_model=Page[NamespaceOut])
+async def list_namespaces(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=63)] = None,
+) -> Page[NamespaceOut]:
+    """Namespaces by name: those the caller may read."""
+    found = await engine.db.read(namespace_store.search, readable=principal.readable(),
+                                 after=cursor, limit=limit + 1)
+    items, next_cursor = paged(found, limit, lambda namespace: namespace["name"])
+    return Page[NamespaceOut](items=[NamespaceOut.model_validate(n) for n in items],
+                              next_cursor=next_cursor)
+
+
+@router.get("/{name}", response_model=NamespaceOut)
+async def get_namespace(name: str, engine: EngineDep, principal: PrincipalDep) -> NamespaceOut:
+    """One namespace, with how many objects of each kind it holds."""
+    principal.check(Permission.READ, name, missing=namespace_store.missing(name),
+                    details={"namespace": name[:63]})
+    return NamespaceOut.model_validate(await engine.db.read(namespace_store.get, _name(name)))
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_namespace(
+    name: str,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    force: Annotated[bool, Query(description="delete what it holds with it")] = False,
+) -> Response:
+    """Delete a namespace: 409 naming what it holds, unless ``force``, which deletes its jobs,
+    its tokens and its runs' history (logs included) with it. 409 while it has active runs;
+    ``default`` cannot be deleted."""
+    principal.check(Permission.READ, name, missing=namespace_store.missing(name),
+                    details={"namespace": name[:63]})
+    _only_global_admin(principal, "deleting")
+    gone = await engine.db.write(namespace_store.delete, _name(name), force=force)
+    await asyncio.to_thread(_remove_files, engine, gone)
+    engine.jobs_changed()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _remove_files(engine: Engine, gone: list[Run]) -> None:
+    for run in gone:
+        for folder in engine.pruner.folders_of(run):
+            shutil.rmtree(folder, ignore_errors=True)
