@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from herder import __version__
 from herder.api import errors
 from herder.api.limits import BodyLimit
-from herder.api.routes import health, jobs, runs
+from herder.api.routes import health, jobs, locks, runs
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(locks.router)
     return app

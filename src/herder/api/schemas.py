@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from herder.backends import base as backends
 from herder.model import jobs as rules
-from herder.model import policies, schedules
+from herder.model import locks, policies, schedules
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, JobSpec
-from herder.model.runs import Run
+from herder.model.runs import Run, RunStatus
+from herder.store.locks import Claim, LockState, RunLock
 
 Scalar = str | int | float | bool
 T = TypeVar("T")
@@ -67,6 +68,10 @@ class JobIn(Strict):
     retention: dict[str, Any] | None = Field(
         None, description="{max_age: 30d, max_runs: 1000}: ended runs and logs kept; default: "
         "the server's HERDER_RETENTION_* settings"
+    )
+    locks: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="locks its runs hold while they run: names (a "
+        "mutex) or {name, slots} (a semaphore), in the job's namespace"
     )
 
     @field_validator("name")
@@ -157,6 +162,11 @@ class JobIn(Strict):
     def _retention(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         return dict(_check(policies.parse_retention, v).to_dict()) or None
 
+    @field_validator("locks", mode="before")
+    @classmethod
+    def _locks(cls, v: object) -> list[dict[str, Any]]:
+        return [use.to_dict() for use in _check(locks.parse_locks, v)]
+
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
         _check(rules.check_renders, self.to_spec())
@@ -165,7 +175,7 @@ class JobIn(Strict):
     def to_spec(self) -> JobSpec:
         # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
         plain = self.model_dump(
-            exclude={"timeout", "schedule", "misfire", "retries", "retention"}
+            exclude={"timeout", "schedule", "misfire", "retries", "retention", "locks"}
         )
         return JobSpec(
             **plain,
@@ -174,6 +184,7 @@ class JobIn(Strict):
             misfire=schedules.parse_misfire(self.misfire),
             retries=policies.parse_retries(self.retries),
             retention=policies.parse_retention(self.retention),
+            locks=locks.parse_locks(self.locks),
         )
 
 
@@ -198,6 +209,7 @@ class JobPatch(Strict):
     max_active: int | None = None
     retries: dict[str, Any] | int | None = None
     retention: dict[str, Any] | None = None
+    locks: list[str | dict[str, Any]] | None = None
 
 
 class JobOut(BaseModel):
@@ -221,6 +233,7 @@ class JobOut(BaseModel):
     max_active: int
     retries: dict[str, Any] | None
     retention: dict[str, Any] | None = None
+    locks: list[dict[str, Any]] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
     run_count: int
@@ -288,6 +301,34 @@ class CancelIn(Strict):
     force: bool = Field(False, description="kill at once instead of SIGTERM, grace, SIGKILL")
 
 
+class RunLockOut(BaseModel):
+    """A lock a run holds or waits for."""
+
+    key: str = Field(description="the lock's name, in the run's namespace")
+    slots: int
+    state: str = Field(description="held | waiting")
+    since: datetime = Field(description="when it was granted, or asked for")
+    holders: list[int] = Field(description="ids of the runs holding the lock now")
+    ahead: int = Field(description="runs waiting for it before this one")
+
+    @classmethod
+    def of(cls, lock: RunLock) -> RunLockOut:
+        return cls(key=lock.key, slots=lock.slots, state="held" if lock.held else "waiting",
+                   since=lock.since, holders=lock.holders, ahead=lock.ahead)
+
+
+def waiting_for(run: Run, held: list[RunLock]) -> str | None:
+    """Why a WAITING run waits, as people read it: its locks, or its job's concurrency."""
+    if run.status is not RunStatus.WAITING:
+        return None
+    waited = [lock for lock in held if not lock.held]
+    if not waited:
+        most = run.spec.get("max_active", 1)
+        return f"waiting for a concurrency slot: the job allows {most} active run(s) (queue)"
+    blocking = [lock for lock in waited if lock.ahead >= lock.slots - len(lock.holders)]
+    return locks.waiting_reason((lock.key, lock.holders, lock.ahead) for lock in blocking or waited)
+
+
 class RunOut(BaseModel):
     id: int
     job: str = Field(description="namespace/name")
@@ -316,10 +357,18 @@ class RunOut(BaseModel):
     node: str | None
     labels: dict[str, str]
     cancel_requested_at: datetime | None
+    locks: list[RunLockOut] = Field(
+        default_factory=list, description="the locks it holds or waits for, while it is active"
+    )
+    reason: str | None = Field(
+        None, description="while WAITING, what for: e.g. 'waiting for lock db (held by run 812)'"
+    )
 
     @classmethod
-    def of(cls, run: Run) -> RunOut:
+    def of(cls, run: Run, held: list[RunLock] | None = None) -> RunOut:
+        held = held or []
         return cls(
+            locks=[RunLockOut.of(lock) for lock in held], reason=waiting_for(run, held),
             id=run.id, job=run.job_ref, job_id=run.job_id, namespace=run.namespace,
             status=run.status.value, status_code=run.status.code, exit_code=run.exit_code,
             error=run.error, trigger=run.trigger.value, scheduled_for=run.scheduled_for,
@@ -341,3 +390,34 @@ class Page(BaseModel, Generic[T]):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class LockClaimOut(BaseModel):
+    run: int = Field(description="the run's id")
+    job: str = Field(description="namespace/name of its job")
+    since: datetime = Field(description="when it was granted the lock, or asked for it")
+
+    @classmethod
+    def of(cls, claim: Claim) -> LockClaimOut:
+        return cls(run=claim.run_id, job=claim.job, since=claim.since)
+
+
+class LockOut(BaseModel):
+    """A lock: its slots, the runs holding it, the runs waiting for it (first in line first)
+    and the jobs that declare it."""
+
+    name: str
+    namespace: str
+    ref: str = Field(description="namespace/name")
+    slots: int = Field(description="how many runs may hold it at once (1: a mutex)")
+    holders: list[LockClaimOut]
+    waiters: list[LockClaimOut] = Field(description="in queue order")
+    jobs: list[str] = Field(description="the jobs that declare it (namespace/name)")
+
+    @classmethod
+    def of(cls, lock: LockState) -> LockOut:
+        return cls(
+            name=lock.name, namespace=lock.namespace, ref=f"{lock.namespace}/{lock.name}",
+            slots=lock.slots, holders=[LockClaimOut.of(c) for c in lock.holders],
+            waiters=[LockClaimOut.of(c) for c in lock.waiters], jobs=lock.jobs,
+        )

@@ -53,7 +53,7 @@ _INFO = ("id", "ref", "created_at", "updated_at", "run_count", "next_run_at")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
     "description", "command", "params", "env", "backend", "schedule", "enabled", "timeout",
-    "retries", "concurrency", "max_active", "misfire", "metadata",
+    "retries", "concurrency", "max_active", "misfire", "locks", "metadata",
 )
 _VERB_STYLES = {"created": "green", "updated": "yellow", "unchanged": "dim"}
 _DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}

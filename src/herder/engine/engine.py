@@ -38,9 +38,11 @@ from herder.engine.retention import Pruner
 from herder.logs import LogStore
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
 from herder.model.jobs import check_env, merge_params
+from herder.model.locks import uses_of
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.store import jobs as job_store
+from herder.store import locks as lock_store
 from herder.store import runs as run_store
 from herder.store import servers as server_store
 from herder.store.database import Database
@@ -120,6 +122,8 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 await self.reconcile()
+                repaired = await self.db.write(lock_store.repair, self.clock())
+                await self._admitted(Admitted(created=repaired))
                 tasks.create_task(self._dispatch_loop(), name="herder-dispatch")
                 tasks.create_task(self._deadline_loop(), name="herder-deadlines")
                 tasks.create_task(self._lease_loop(), name="herder-lease")
@@ -210,6 +214,9 @@ class Engine:
 
         def request(conn: Any) -> tuple[Run, Admitted]:
             now = self.clock()
+            current = run_store.get(conn, run_id)
+            if uses_of(current.spec):  # lock decisions first, as everywhere (store.locks)
+                lock_store.serialize(conn, current.namespace)
             run = run_store.request_cancel(conn, run_id, force=force, now=now)
             ended = admission.after_end(conn, run, now) if run.status.terminal else Admitted()
             return run, ended
@@ -219,6 +226,15 @@ class Engine:
         if run.handle is not None and run.status in LAUNCHED:
             await self._stop(run, force=run.cancel_force)
         return run
+
+    async def release_lock(self, namespace: str, name: str, run_id: int) -> list[Run]:
+        """Take lock ``name`` from run ``run_id`` (which goes on) and let its next waiters in,
+        in one transaction; answers the runs let in."""
+        granted = await self.db.write(
+            lock_store.force_release, namespace, name, run_id, self.clock()
+        )
+        await self._admitted(Admitted(created=granted))
+        return granted
 
     def logs_of(self, run: Run) -> LogStore:
         """Where the run's logs are: this server's data folder, or the folder of the server

@@ -10,6 +10,7 @@ from typing import Any
 
 from herder.model import templates
 from herder.model.errors import InvalidSpec
+from herder.model.locks import LockUse, parse_locks
 from herder.model.policies import Concurrency, Retention, Retries, parse_retention, parse_retries
 from herder.model.schedules import Misfire, Schedule, parse_misfire, parse_schedule
 
@@ -175,6 +176,7 @@ class JobSpec:
     max_active: int = 1
     retries: Retries | None = None
     retention: Retention = field(default_factory=Retention)
+    locks: tuple[LockUse, ...] = ()  # see model.locks
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""
@@ -197,6 +199,7 @@ class JobSpec:
             "max_active": self.max_active,
             "retries": None if self.retries is None else self.retries.to_dict(),
             "retention": self.retention.to_dict() or None,
+            "locks": [use.to_dict() for use in self.locks],
         }
 
     @classmethod
@@ -208,6 +211,7 @@ class JobSpec:
         fields["misfire"] = parse_misfire(fields.get("misfire"))
         fields["retries"] = parse_retries(fields.get("retries"))
         fields["retention"] = parse_retention(fields.get("retention"))
+        fields["locks"] = parse_locks(fields.get("locks"))
         return cls(**fields)
 
 

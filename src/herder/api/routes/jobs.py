@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from herder.api.deps import DbDep, EngineDep
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
+from herder.api.views import run_out
 from herder.engine import scheduler
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, check_labels
@@ -93,7 +94,7 @@ async def run_job(ref: str, engine: EngineDep, body: RunNow | None = None) -> Ru
     """Run now. The body may override ``params`` (declared ones only) and ``env``."""
     body = body or RunNow()
     run = await engine.submit(ref, params=body.params, env=body.env)
-    return RunOut.of(run)
+    return await run_out(engine.db, run)
 
 
 @router.post("/{ref:path}/enable", response_model=JobOut)

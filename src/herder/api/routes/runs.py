@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from herder.api.deps import DbDep, EngineDep
 from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
+from herder.api.views import run_out, runs_out
 from herder.logs import Stream
 from herder.model.errors import InvalidSpec
 from herder.model.runs import RunStatus, Trigger
@@ -59,7 +60,7 @@ async def search_runs(
     more = len(found) > limit
     found = found[:limit]
     return Page[RunOut](
-        items=[RunOut.of(r) for r in found], next_cursor=str(found[-1].id) if more else None
+        items=await runs_out(db, found), next_cursor=str(found[-1].id) if more else None
     )
 
 
@@ -76,7 +77,7 @@ def _aware(moment: datetime | None, name: str) -> datetime | None:
 
 @router.get("/{run_id}", response_model=RunOut)
 async def get_run(run_id: RunId, db: DbDep) -> RunOut:
-    return RunOut.of(await db.read(run_store.get, run_id))
+    return await run_out(db, await db.read(run_store.get, run_id))
 
 
 @router.get("/{run_id}/outputs", response_model=dict[str, Any])
@@ -97,14 +98,14 @@ async def cancel_run(
     """Stop a run: SIGTERM, a grace period, then SIGKILL (``force`` kills at once). The answer
     shows the cancel requested; the run ends ABORTED once its process is gone."""
     run = await engine.cancel(run_id, force=force or bool(body and body.force))
-    return RunOut.of(run)
+    return await run_out(engine.db, run)
 
 
 @router.post("/{run_id}/retry", status_code=201, response_model=RunOut)
 async def retry_run(run_id: RunId, engine: EngineDep) -> RunOut:
     """Resubmit an ended run as a new run (``attempt + 1``, ``parent_id`` set); 409 while it
     is still active."""
-    return RunOut.of(await engine.retry(run_id))
+    return await run_out(engine.db, await engine.retry(run_id))
 
 
 @router.get(

@@ -1,0 +1,368 @@
+"""Queries on locks: the locks jobs declare, and the claims runs make on them.
+
+A claim is a row keyed by (lock, run): a waiter until ``granted_at`` is set, a holder after. A
+run's claims are granted together (``model.locks.grantable`` decides who) and deleted when it
+ends, in the transaction that ends it. Every change to the claims of a namespace first takes
+that namespace's lock decision lock (``serialize``): a transaction-scoped advisory lock on
+PostgreSQL, so two servers ending runs at once cannot both grant the last slot; SQLite has one
+writer, which serializes them already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from herder.model.errors import Conflict, NotFound
+from herder.model.jobs import JobSpec
+from herder.model.locks import LockUse, Waiter, grantable, uses_of
+from herder.model.runs import Run, RunStatus
+from herder.store.runs import row_to_run
+from herder.store.tables import job_locks, jobs, lock_claims, locks, runs
+
+_TERMINAL = [s.value for s in RunStatus if s.terminal]
+
+
+def serialize(conn: Connection, namespace: str) -> None:
+    """Hold the namespace's lock decisions until the transaction ends (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"herder-locks/{namespace}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+# Declarations: jobs name locks ------------------------------------------------------------
+
+
+def declare(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> list[Run]:
+    """Record the locks a job declares (after it was created or changed). A lock's slots are
+    the same for every job that names it: ``Conflict`` names the job that disagrees. Answers
+    the runs a raised slot count lets in."""
+    dropped = set(
+        conn.execute(
+            job_locks.delete().where(job_locks.c.job_id == job_id).returning(job_locks.c.lock_id)
+        ).scalars()
+    )
+    if not spec.locks and not dropped:
+        return []
+    serialize(conn, spec.namespace)
+    raised = False
+    for use in spec.locks:
+        row = _lock_row(conn, spec.namespace, use, now)
+        if row.slots != use.slots:
+            others = conn.execute(
+                sa.select(jobs.c.namespace, jobs.c.name)
+                .join(job_locks, job_locks.c.job_id == jobs.c.id)
+                .where(job_locks.c.lock_id == row.id, jobs.c.id != job_id)
+                .order_by(jobs.c.id)
+                .limit(1)
+            ).first()
+            if others is not None:
+                raise Conflict(
+                    f"lock {use.name!r} has {row.slots} slot(s) as job {others.namespace}/"
+                    f"{others.name} declares it, not {use.slots}; declare it with "
+                    f"{row.slots}, or change that job first",
+                    details={"lock": use.name, "slots": row.slots,
+                             "job": f"{others.namespace}/{others.name}"},
+                )
+            raised = raised or use.slots > row.slots
+            conn.execute(locks.update().where(locks.c.id == row.id).values(slots=use.slots))
+        conn.execute(job_locks.insert().values(job_id=job_id, lock_id=row.id))
+        dropped.discard(row.id)
+    forget(conn, dropped)
+    return grant(conn, spec.namespace, now) if raised else []
+
+
+def forget(conn: Connection, lock_ids: Iterable[int]) -> None:
+    """Delete the locks among ``lock_ids`` that no job declares and no run claims any more."""
+    ids = list(lock_ids)
+    if ids:
+        conn.execute(
+            locks.delete().where(
+                locks.c.id.in_(ids),
+                ~sa.exists().where(job_locks.c.lock_id == locks.c.id),
+                ~sa.exists().where(lock_claims.c.lock_id == locks.c.id),
+            )
+        )
+
+
+def _lock_row(conn: Connection, namespace: str, use: LockUse, now: datetime) -> Any:
+    """The lock's row, created with ``use.slots`` if it does not exist yet."""
+    query = sa.select(locks).where(locks.c.namespace == namespace, locks.c.name == use.name)
+    row = conn.execute(query).first()
+    if row is None:
+        conn.execute(
+            locks.insert().values(
+                namespace=namespace, name=use.name, slots=use.slots, created_at=now
+            )
+        )
+        row = conn.execute(query).one()
+    return row
+
+
+# Claims: runs take and give back locks ---------------------------------------------------
+
+
+def request(conn: Connection, run: Run, now: datetime) -> list[Run]:
+    """Queue a WAITING run for the locks its frozen spec names; answers the runs granted now
+    (this one, if nothing is in its way)."""
+    serialize(conn, run.namespace)
+    rows = [_lock_row(conn, run.namespace, use, now) for use in uses_of(run.spec)]
+    conn.execute(
+        lock_claims.insert(),
+        [{"lock_id": row.id, "run_id": run.id, "requested_at": now} for row in rows],
+    )
+    return grant(conn, run.namespace, now)
+
+
+def release(conn: Connection, run: Run, now: datetime) -> list[Run]:
+    """Give back every lock ``run`` holds or waits for (it has ended); answers the runs that
+    this lets in."""
+    serialize(conn, run.namespace)
+    deleted = conn.execute(lock_claims.delete().where(lock_claims.c.run_id == run.id)).rowcount
+    return grant(conn, run.namespace, now) if deleted else []
+
+
+def force_release(
+    conn: Connection, namespace: str, name: str, run_id: int, now: datetime
+) -> list[Run]:
+    """Take lock ``name`` from run ``run_id`` (an admin's repair); the run itself goes on.
+    Answers the runs this lets in."""
+    serialize(conn, namespace)
+    lock_id = _lock_id(conn, namespace, name)
+    claim = conn.execute(
+        sa.select(lock_claims.c.granted_at).where(
+            lock_claims.c.lock_id == lock_id, lock_claims.c.run_id == run_id
+        )
+    ).first()
+    if claim is None:
+        raise NotFound(
+            f"run {run_id} does not hold lock {namespace}/{name}",
+            details={"lock": f"{namespace}/{name}", "run": run_id},
+        )
+    if claim.granted_at is None:
+        raise Conflict(
+            f"run {run_id} is waiting for lock {namespace}/{name}, not holding it; cancel the "
+            "run to take it out of the queue",
+            details={"lock": f"{namespace}/{name}", "run": run_id},
+        )
+    conn.execute(
+        lock_claims.delete().where(lock_claims.c.lock_id == lock_id, lock_claims.c.run_id == run_id)
+    )
+    return grant(conn, namespace, now)
+
+
+def grant(conn: Connection, namespace: str, now: datetime) -> list[Run]:
+    """Grant every waiter of the namespace that may go now (all its locks at once) and move it
+    READY. Call with the namespace serialized."""
+    rows = conn.execute(
+        sa.select(lock_claims.c.run_id, lock_claims.c.granted_at, locks.c.name, locks.c.slots)
+        .join(locks, locks.c.id == lock_claims.c.lock_id)
+        .where(locks.c.namespace == namespace)
+        .order_by(lock_claims.c.run_id)
+    ).all()
+    slots = {row.name: row.slots for row in rows}
+    held = Counter(row.name for row in rows if row.granted_at is not None)
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.granted_at is None:
+            wanted[row.run_id].add(row.name)
+    waiters = [Waiter(run_id=r, locks=frozenset(names)) for r, names in wanted.items()]
+    ids = grantable(waiters, slots, held)
+    if not ids:
+        return []
+    conn.execute(
+        lock_claims.update()
+        .where(lock_claims.c.run_id.in_(ids), lock_claims.c.granted_at.is_(None))
+        .values(granted_at=now)
+    )
+    moved = conn.execute(
+        runs.update()
+        .where(runs.c.id.in_(ids), runs.c.status == RunStatus.WAITING.value)
+        .values(status=RunStatus.READY.value)
+        .returning(*runs.c)
+    )
+    return sorted((row_to_run(row) for row in moved), key=lambda run: run.id)
+
+
+def repair(conn: Connection, now: datetime) -> list[Run]:
+    """Give back the claims of runs that have ended and let their waiters in: what a server
+    does once at start, in case a run ended by a path that did not release its locks."""
+    namespaces = set(
+        conn.execute(
+            sa.select(locks.c.namespace)
+            .join(lock_claims, lock_claims.c.lock_id == locks.c.id)
+            .join(runs, runs.c.id == lock_claims.c.run_id)
+            .where(runs.c.status.in_(_TERMINAL))
+            .distinct()
+        ).scalars()
+    )
+    granted: list[Run] = []
+    for namespace in sorted(namespaces):
+        serialize(conn, namespace)
+        ended = (
+            sa.select(lock_claims.c.run_id)
+            .join(runs, runs.c.id == lock_claims.c.run_id)
+            .join(locks, locks.c.id == lock_claims.c.lock_id)
+            .where(runs.c.status.in_(_TERMINAL), locks.c.namespace == namespace)
+        )
+        conn.execute(lock_claims.delete().where(lock_claims.c.run_id.in_(ended)))
+        granted.extend(grant(conn, namespace, now))
+    return granted
+
+
+def _lock_id(conn: Connection, namespace: str, name: str) -> int:
+    lock_id = conn.execute(
+        sa.select(locks.c.id).where(locks.c.namespace == namespace, locks.c.name == name)
+    ).scalar()
+    if lock_id is None:
+        raise NotFound(f"no lock named {name!r} in namespace {namespace!r}",
+                       details={"lock": f"{namespace}/{name}"[:200]})
+    return int(lock_id)
+
+
+# What people read ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A run holding (``since`` it was granted) or waiting for (``since`` it asked) a lock."""
+
+    run_id: int
+    job: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockState:
+    """A lock with its slots, holders (oldest grant first), waiters (in queue order) and the
+    jobs that declare it."""
+
+    id: int
+    namespace: str
+    name: str
+    slots: int
+    holders: list[Claim] = field(default_factory=list)
+    waiters: list[Claim] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+
+
+def search(
+    conn: Connection,
+    *,
+    namespace: str | None = None,
+    readable: frozenset[str] | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[LockState]:
+    """Locks in id order; ``readable`` (None: all) limits the namespaces seen."""
+    query = sa.select(locks).order_by(locks.c.id).limit(limit)
+    if namespace is not None:
+        query = query.where(locks.c.namespace == namespace)
+    if readable is not None:
+        query = query.where(locks.c.namespace.in_(sorted(readable)))
+    if after_id is not None:
+        query = query.where(locks.c.id > after_id)
+    return _states(conn, list(conn.execute(query)))
+
+
+def get(conn: Connection, namespace: str, name: str) -> LockState:
+    row = conn.execute(
+        sa.select(locks).where(locks.c.id == _lock_id(conn, namespace, name))
+    ).one()
+    return _states(conn, [row])[0]
+
+
+def _states(conn: Connection, rows: list[Any]) -> list[LockState]:
+    ids = [row.id for row in rows]
+    states = {
+        row.id: LockState(id=row.id, namespace=row.namespace, name=row.name, slots=row.slots)
+        for row in rows
+    }
+    if not ids:
+        return []
+    claims = conn.execute(
+        sa.select(lock_claims, runs.c.namespace, runs.c.job_name)
+        .join(runs, runs.c.id == lock_claims.c.run_id)
+        .where(lock_claims.c.lock_id.in_(ids))
+        .order_by(lock_claims.c.granted_at, lock_claims.c.run_id)
+    )
+    for claim in claims:
+        state, job = states[claim.lock_id], f"{claim.namespace}/{claim.job_name}"
+        if claim.granted_at is None:
+            state.waiters.append(Claim(run_id=claim.run_id, job=job, since=claim.requested_at))
+        else:
+            state.holders.append(Claim(run_id=claim.run_id, job=job, since=claim.granted_at))
+    for state in states.values():
+        state.waiters.sort(key=lambda claim: claim.run_id)
+    declared = conn.execute(
+        sa.select(job_locks.c.lock_id, jobs.c.namespace, jobs.c.name)
+        .join(jobs, jobs.c.id == job_locks.c.job_id)
+        .where(job_locks.c.lock_id.in_(ids))
+        .order_by(jobs.c.id)
+    )
+    for row in declared:
+        states[row.lock_id].jobs.append(f"{row.namespace}/{row.name}")
+    return [states[i] for i in ids]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunLock:
+    """One lock of a run, as its JSON shows it: held, or waited for with what is in the way."""
+
+    key: str
+    slots: int
+    held: bool
+    since: datetime
+    holders: list[int]
+    ahead: int  # waiters before this run in the lock's queue
+
+
+def of_runs(conn: Connection, run_ids: list[int]) -> dict[int, list[RunLock]]:
+    """The locks each of ``run_ids`` holds or waits for."""
+    if not run_ids:
+        return {}
+    mine = conn.execute(
+        sa.select(lock_claims, locks.c.name, locks.c.slots)
+        .join(locks, locks.c.id == lock_claims.c.lock_id)
+        .where(lock_claims.c.run_id.in_(run_ids))
+        .order_by(lock_claims.c.run_id, locks.c.name)
+    ).all()
+    queues: dict[int, list[tuple[int, bool]]] = defaultdict(list)
+    for row in conn.execute(
+        sa.select(lock_claims.c.lock_id, lock_claims.c.run_id, lock_claims.c.granted_at)
+        .where(lock_claims.c.lock_id.in_(sorted({row.lock_id for row in mine})))
+        .order_by(lock_claims.c.run_id)
+    ):
+        queues[row.lock_id].append((row.run_id, row.granted_at is not None))
+    found: dict[int, list[RunLock]] = defaultdict(list)
+    for row in mine:
+        queue = queues.get(row.lock_id, [])
+        found[row.run_id].append(RunLock(
+            key=row.name, slots=row.slots, held=row.granted_at is not None,
+            since=row.granted_at or row.requested_at,
+            holders=[r for r, granted in queue if granted],
+            ahead=sum(1 for r, granted in queue if not granted and r < row.run_id),
+        ))
+    return dict(found)
+
+
+def overbooked(conn: Connection) -> list[tuple[str, str, int, int]]:
+    """Locks with more holders than slots, as (namespace, name, holders, slots): never any,
+    unless a lock's slots were lowered while it was held."""
+    holders = sa.func.count(lock_claims.c.run_id)
+    rows = conn.execute(
+        sa.select(locks.c.namespace, locks.c.name, holders, locks.c.slots)
+        .join(lock_claims, lock_claims.c.lock_id == locks.c.id)
+        .where(lock_claims.c.granted_at.is_not(None))
+        .group_by(locks.c.id, locks.c.namespace, locks.c.name, locks.c.slots)
+        .having(holders > locks.c.slots)
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]

@@ -1,0 +1,233 @@
+"""Locks in the store, through admission as the engine uses it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from herder.engine import admission
+from herder.model.errors import Conflict, NotFound
+from herder.model.jobs import JobSpec
+from herder.model.locks import parse_locks
+from herder.model.runs import Run, RunStatus, Trigger
+from herder.store import jobs as job_store
+from herder.store import locks as lock_store
+from herder.store import runs as run_store
+from herder.store.database import Database
+from herder.store.tables import runs
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _job(db: Database, name: str, locks: list[Any], **fields: Any) -> None:
+    spec = JobSpec(name=name, command=["true"], locks=parse_locks(locks), **fields)
+    db.write_sync(job_store.replace, spec, NOW)
+
+
+def _submit(db: Database, job: str) -> Run:
+    def admit(conn: Connection) -> Run:
+        found = job_store.get(conn, job)
+        return admission.admit(
+            conn, found, trigger=Trigger.API, now=NOW, params={}, env={}
+        ).created[0]
+
+    return db.write_sync(admit)
+
+
+def _finish(conn: Connection, run_id: int) -> admission.Admitted:
+    """Launch and end a run as the engine does, with its follow-ups in the same transaction."""
+    for status in (RunStatus.JOB_DEPLOYED, RunStatus.RUNNING):
+        run_store.set_status(conn, run_id, status)
+    run = run_store.set_status(conn, run_id, RunStatus.SUCCESS, exit_code=0, finished_at=NOW)
+    return admission.after_end(conn, run, NOW)
+
+
+def _end(db: Database, run_id: int) -> list[int]:
+    """End a run; answers the runs it let in."""
+    return [r.id for r in db.write_sync(_finish, run_id).created if r.status is RunStatus.READY]
+
+
+def _status(db: Database, run_id: int) -> RunStatus:
+    return db.read_sync(run_store.get, run_id).status
+
+
+def _lock(db: Database, name: str) -> lock_store.LockState:
+    return db.read_sync(lock_store.get, "default", name)
+
+
+def test_a_mutex_lets_one_run_in_and_the_next_when_it_ends(db: Database) -> None:
+    _job(db, "migrate", ["db"])
+    first, second = _submit(db, "migrate"), _submit(db, "migrate")
+    assert (first.status, second.status) == (RunStatus.READY, RunStatus.WAITING)
+    lock = _lock(db, "db")
+    assert [c.run_id for c in lock.holders] == [first.id]
+    assert [c.run_id for c in lock.waiters] == [second.id]
+    assert lock.jobs == ["default/migrate"] and lock.slots == 1
+    (waiting,) = db.read_sync(lock_store.of_runs, [second.id])[second.id]
+    assert (waiting.held, waiting.holders, waiting.ahead) == (False, [first.id], 0)
+    assert _end(db, first.id) == [second.id]
+    assert _status(db, second.id) is RunStatus.READY
+    assert [c.run_id for c in _lock(db, "db").holders] == [second.id]
+    _end(db, second.id)
+    assert _lock(db, "db").holders == [] and _lock(db, "db").waiters == []
+
+
+def test_a_semaphore_never_has_more_holders_than_slots(db: Database) -> None:
+    _job(db, "render", [{"name": "gpu", "slots": 2}])
+    made = [_submit(db, "render") for _ in range(5)]
+    assert [r.status for r in made] == [RunStatus.READY] * 2 + [RunStatus.WAITING] * 3
+    assert db.read_sync(lock_store.overbooked) == []
+    assert _end(db, made[1].id) == [made[2].id]  # first in line, whoever ended
+    assert len(_lock(db, "gpu").holders) == 2
+
+
+def test_overlapping_sets_are_taken_all_at_once_in_order(db: Database) -> None:
+    _job(db, "only-a", ["a"])
+    _job(db, "both", ["a", "b"])
+    _job(db, "only-b", ["b"])
+    holder = _submit(db, "only-a")
+    both = _submit(db, "both")  # a is taken: it takes neither a nor b
+    later = _submit(db, "only-b")  # b is free, but an older run waits for it: no barging
+    assert [r.status for r in (holder, both, later)] == [
+        RunStatus.READY, RunStatus.WAITING, RunStatus.WAITING
+    ]
+    assert _lock(db, "b").holders == []
+    assert _end(db, holder.id) == [both.id]
+    assert {c.run_id for c in _lock(db, "a").holders} == {both.id}
+    assert {c.run_id for c in _lock(db, "b").holders} == {both.id}
+    assert _end(db, both.id) == [later.id]
+
+
+def test_a_cancelled_waiter_leaves_the_queue(db: Database) -> None:
+    _job(db, "only-a", ["a"])
+    _job(db, "both", ["a", "b"])
+    _job(db, "only-b", ["b"])
+    _submit(db, "only-a")
+    both = _submit(db, "both")
+    later = _submit(db, "only-b")
+
+    def cancel(conn: Connection) -> list[int]:
+        run = run_store.request_cancel(conn, both.id, force=False, now=NOW)
+        return [r.id for r in admission.after_end(conn, run, NOW).created]
+
+    assert db.write_sync(cancel) == [later.id]  # nobody is ahead of it for b any more
+    assert [c.run_id for c in _lock(db, "a").waiters] == []
+
+
+def test_a_run_waits_for_its_job_then_for_its_locks(db: Database) -> None:
+    _job(db, "other", ["db"])
+    _job(db, "queued", ["db"], concurrency="queue")
+    holder = _submit(db, "other")
+    first = _submit(db, "queued")  # its job lets it in: it waits for the lock
+    second = _submit(db, "queued")  # it waits for its job: it has no claim yet
+    assert (first.status, second.status) == (RunStatus.WAITING, RunStatus.WAITING)
+    assert [c.run_id for c in _lock(db, "db").waiters] == [first.id]
+    assert _end(db, holder.id) == [first.id]
+    assert _status(db, second.id) is RunStatus.WAITING
+    assert _end(db, first.id) == [second.id]
+
+
+def test_two_jobs_must_agree_on_a_locks_slots(db: Database) -> None:
+    _job(db, "one", [{"name": "pool", "slots": 2}])
+    with pytest.raises(Conflict, match="job default/one declares it"):
+        _job(db, "two", [{"name": "pool", "slots": 3}])
+    with pytest.raises(NotFound):
+        db.read_sync(job_store.get, "two")  # nothing was saved
+    _job(db, "two", [{"name": "pool", "slots": 2}])
+    assert _lock(db, "pool").jobs == ["default/one", "default/two"]
+    _job(db, "other-ns", [{"name": "pool", "slots": 5}], namespace="ops")  # its own lock
+    assert db.read_sync(lock_store.get, "ops", "pool").slots == 5
+
+
+def test_raising_the_slots_lets_waiters_in_and_unused_locks_go(db: Database) -> None:
+    _job(db, "one", ["pool"])
+    first, second = _submit(db, "one"), _submit(db, "one")
+    assert second.status is RunStatus.WAITING
+    _job(db, "one", [{"name": "pool", "slots": 2}])
+    assert _status(db, second.id) is RunStatus.READY
+    for run in (first, second):
+        _end(db, run.id)
+    _job(db, "one", [])
+    with pytest.raises(NotFound, match="no lock named 'pool'"):
+        _lock(db, "pool")
+
+
+def test_force_release_lets_the_next_in_and_the_run_goes_on(db: Database) -> None:
+    _job(db, "migrate", ["db"])
+    first, second = _submit(db, "migrate"), _submit(db, "migrate")
+    with pytest.raises(Conflict, match="waiting for lock default/db"):
+        db.write_sync(lock_store.force_release, "default", "db", second.id, NOW)
+    with pytest.raises(NotFound, match="does not hold"):
+        db.write_sync(lock_store.force_release, "default", "db", 999, NOW)
+    granted = db.write_sync(lock_store.force_release, "default", "db", first.id, NOW)
+    assert [r.id for r in granted] == [second.id]
+    assert _status(db, first.id) is RunStatus.READY  # it goes on, without the lock
+    assert _end(db, first.id) == []
+    assert [c.run_id for c in _lock(db, "db").holders] == [second.id]
+
+
+def test_repair_gives_back_the_locks_of_ended_runs(db: Database) -> None:
+    _job(db, "migrate", ["db"])
+    first, second = _submit(db, "migrate"), _submit(db, "migrate")
+
+    def end_behind_its_back(conn: Connection) -> None:
+        conn.execute(runs.update().where(runs.c.id == first.id).values(status="APP_ERROR"))
+
+    db.write_sync(end_behind_its_back)
+    assert [r.id for r in db.write_sync(lock_store.repair, NOW)] == [second.id]
+    assert [c.run_id for c in _lock(db, "db").holders] == [second.id]
+
+
+def test_the_store_forbids_a_second_claim_of_a_run_on_a_lock(db: Database) -> None:
+    _job(db, "migrate", ["db"])
+    run = _submit(db, "migrate")
+    with pytest.raises(sa.exc.IntegrityError):
+        db.write_sync(lock_store.request, run, NOW)
+
+
+def test_two_stores_racing_never_grant_more_than_the_slots(store_url: str) -> None:
+    """Two servers' stores end runs at once: every grant stays within the slots."""
+    stores = [Database(store_url), Database(store_url)]
+    try:
+        _job(stores[0], "render", [{"name": "pool", "slots": 2}], concurrency="allow")
+        made = [_submit(stores[i % 2], "render") for i in range(40)]
+        seen: list[int] = []
+        problems: list[Any] = []
+
+        def work(db: Database, owner: str) -> None:
+            while True:
+                claimed = db.write_sync(run_store.claim_ready, owner, 1)
+                if not claimed:
+                    if all(_status(db, r.id).terminal for r in made):
+                        return
+                    continue
+                seen.append(len(_lock(db, "pool").holders))
+                problems.extend(db.read_sync(lock_store.overbooked))
+                run = claimed[0]
+                db.write_sync(_end_claimed, run.id, owner)
+
+        threads = [threading.Thread(target=work, args=(db, f"s{i}")) for i, db in
+                   enumerate(stores)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "no progress: a deadlock"
+        assert problems == []
+        assert max(seen) <= 2
+        assert all(_status(stores[0], r.id) is RunStatus.SUCCESS for r in made)
+        assert _lock(stores[0], "pool").holders == []
+    finally:
+        for db in stores:
+            db.close()
+
+
+def _end_claimed(conn: Connection, run_id: int, owner: str) -> None:
+    run_store.set_status(conn, run_id, RunStatus.RUNNING, owner=owner)
+    run = run_store.set_status(conn, run_id, RunStatus.SUCCESS, owner=owner, finished_at=NOW)
+    admission.after_end(conn, run, NOW)
