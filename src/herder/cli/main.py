@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from herder import __version__
-from herder.cli import apply, jobs, render, runs
+from herder.cli import apply, jobs, locks, render, runs
 from herder.cli.client import DEFAULT_URL, CliError
 from herder.cli.common import EXIT_CODES, State
 from herder.cli.render import Output
@@ -53,6 +53,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(jobs.app, name="job")
+app.add_typer(locks.app, name="lock")
 runs.register(app)
 apply.register(app)
 

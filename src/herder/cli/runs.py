@@ -95,6 +95,8 @@ def finish(api: Client, run: dict[str, Any], fmt: Output, *, wait: bool, follow:
     if not (wait or follow):
         if fmt is Output.TABLE:
             typer.echo(run.get("id"))
+            if run.get("reason"):  # e.g. waiting for lock db (held by run 812)
+                render.hint(f"run {run.get('id')}: {run['reason']}")
         else:
             render.emit(run, fmt)
         return

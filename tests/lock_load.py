@@ -1,0 +1,131 @@
+"""Many runs contending for a few locks with overlapping sets, against a real server, with an
+optional kill -9 and restart half-way: shared by the acceptance test and ``bench/locks.py``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.servers import Server
+
+NAMESPACE = "load"
+SLOTS = {"a": 2, "b": 1, "c": 2}
+# Overlapping sets, so that a run can hold one lock another needs beside a third.
+JOBS = {"only-a": ["a"], "a-b": ["a", "b"], "b-c": ["b", "c"], "c-a": ["c", "a"]}
+ACTIVE = "READY,WAITING,JOB_DEPLOYED,PENDING,RUNNING,IN_DOUBT"
+ENDED = "TIMEOUT,PROC_ERROR,APP_ERROR,ABORTED,SKIPPED,SUCCESS"
+
+
+@dataclass(slots=True)
+class Figures:
+    """What a contention run measured."""
+
+    runs: int = 0
+    elapsed: float = 0.0
+    statuses: Counter[str] = field(default_factory=Counter)
+    max_holders: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+    overbooked: list[str] = field(default_factory=list)  # "lock: n holders > slots", ever seen
+    left: dict[str, int] = field(default_factory=dict)  # holders + waiters once all ended
+    restarted: bool = False
+
+    def lines(self) -> list[str]:
+        per_lock = ", ".join(
+            f"{name}: {self.max_holders.get(name, 0)} of {slots}" for name, slots in SLOTS.items()
+        )
+        return [
+            f"runs {self.runs}, ended {sum(self.statuses.values())} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.statuses.items()))})",
+            f"elapsed {self.elapsed:.1f} s ({self.runs / self.elapsed:.1f} runs/s)"
+            + (", with a kill -9 and restart of the server" if self.restarted else ""),
+            f"max holders seen per lock ({self.samples} samples): {per_lock}",
+            f"more holders than slots: {', '.join(self.overbooked) or 'never'}",
+            f"locks held or waited for after the end: {sum(self.left.values())}",
+        ]
+
+
+def _lock_spec(name: str) -> Any:
+    return name if SLOTS[name] == 1 else {"name": name, "slots": SLOTS[name]}
+
+
+def _sample(server: Server, figures: Figures, stop: threading.Event) -> None:
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        while not stop.is_set():
+            try:
+                page = client.get("/api/v1/locks", params={"namespace": NAMESPACE}).json()
+            except (httpx.TransportError, ValueError):
+                time.sleep(0.05)  # the server is being restarted
+                continue
+            figures.samples += 1
+            for lock in page["items"]:
+                held = len(lock["holders"])
+                name = lock["name"]
+                figures.max_holders[name] = max(figures.max_holders.get(name, 0), held)
+                if held > lock["slots"]:
+                    figures.overbooked.append(f"{name}: {held} > {lock['slots']}")
+            time.sleep(0.01)
+
+
+def _count(server: Server, statuses: str) -> list[dict[str, Any]]:
+    try:
+        page = server.client.get(
+            "/api/v1/runs", params={"namespace": NAMESPACE, "status": statuses, "limit": 1000}
+        )
+    except httpx.TransportError:
+        return []
+    items: list[dict[str, Any]] = page.json()["items"] if page.status_code == 200 else []
+    return items
+
+
+def contend(
+    server: Server, *, runs: int = 200, command: str = "sleep 0.05", kill_after: int | None = None,
+    deadline: float = 300.0,
+) -> Figures:
+    """Submit ``runs`` runs round-robin over ``JOBS``; with ``kill_after``, kill -9 the server
+    once that many have ended and start it again. Returns once every run has ended (or raises
+    AssertionError at ``deadline`` seconds: a deadlock or a lost run)."""
+    figures = Figures(runs=runs)
+    for job, names in JOBS.items():
+        response = server.client.put(f"/api/v1/jobs/{NAMESPACE}/{job}", json={
+            "name": job, "namespace": NAMESPACE, "command": command,
+            "locks": [_lock_spec(n) for n in names],
+        })
+        assert response.status_code in (200, 201), response.text
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(server, figures, stop), daemon=True)
+    sampler.start()
+    start = time.monotonic()
+    try:
+        names = list(JOBS)
+        for i in range(runs):
+            server.run(f"{NAMESPACE}/{names[i % len(names)]}")
+        while True:
+            ended = _count(server, ENDED)
+            if len(ended) >= runs:
+                break
+            if kill_after is not None and not figures.restarted and len(ended) >= kill_after:
+                server.kill(signal.SIGKILL)
+                server.start()
+                figures.restarted = True
+            if time.monotonic() - start > deadline:
+                raise AssertionError(
+                    f"only {len(ended)} of {runs} runs ended within {deadline:g} s; still "
+                    f"active: {len(_count(server, ACTIVE))}"
+                )
+            time.sleep(0.05)
+        figures.elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+    figures.statuses = Counter(run["status"] for run in ended)
+    final = server.client.get("/api/v1/locks", params={"namespace": NAMESPACE}).json()
+    figures.left = {
+        lock["name"]: len(lock["holders"]) + len(lock["waiters"]) for lock in final["items"]
+    }
+    return figures
