@@ -56,6 +56,17 @@ def test_bad_lock_specs_are_refused_with_the_reason(value: Any, message: str) ->
         parse_locks(value)
 
 
+def test_manifests_normalize_locks_as_the_server_does() -> None:
+    from herder.cli.apply import to_manifest
+    from herder.cli.manifests import normalize_job
+
+    locks = ["db", {"name": "p", "slots": 2}]
+    job = normalize_job({"name": "j", "command": "true", "locks": locks})
+    assert job["locks"] == [{"name": "db", "slots": 1}, {"name": "p", "slots": 2}]
+    assert to_manifest(job)["spec"]["locks"] == job["locks"]
+    assert "locks" not in to_manifest(normalize_job({"name": "j", "command": "true"}))["spec"]
+
+
 def test_strict_order_for_a_mutex() -> None:
     waiters = [Waiter(run_id=1, locks=frozenset("ab")), Waiter(run_id=2, locks=frozenset("b"))]
     # b is free, but run 1 is ahead of run 2 for it, and run 1 cannot have a: nobody goes.
