@@ -73,14 +73,21 @@ def _sample(server: Server, figures: Figures, stop: threading.Event) -> None:
 
 
 def _count(server: Server, statuses: str) -> list[dict[str, Any]]:
-    try:
-        page = server.client.get(
-            "/api/v1/runs", params={"namespace": NAMESPACE, "status": statuses, "limit": 1000}
-        )
-    except httpx.TransportError:
-        return []
-    items: list[dict[str, Any]] = page.json()["items"] if page.status_code == 200 else []
-    return items
+    """The runs of the load's namespace in ``statuses`` (none while the server is down)."""
+    params: dict[str, Any] = {"namespace": NAMESPACE, "status": statuses, "limit": 1000}
+    items: list[dict[str, Any]] = []
+    while True:
+        try:
+            page = server.client.get("/api/v1/runs", params=params)
+        except httpx.TransportError:
+            return []
+        if page.status_code != 200:
+            return []
+        body = page.json()
+        items.extend(body["items"])
+        if not body.get("next_cursor"):
+            return items
+        params["cursor"] = body["next_cursor"]
 
 
 def contend(
