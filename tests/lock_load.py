@@ -3,11 +3,13 @@ optional kill -9 and restart half-way: shared by the acceptance test and ``bench
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -34,6 +36,8 @@ class Figures:
     overbooked: list[str] = field(default_factory=list)  # "lock: n holders > slots", ever seen
     left: dict[str, int] = field(default_factory=dict)  # holders + waiters once all ended
     restarted: bool = False
+    # From the end of one holder of the mutex b to the start of the next: the hand-over.
+    handover_ms: list[float] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         per_lock = ", ".join(
@@ -47,7 +51,27 @@ class Figures:
             f"max holders seen per lock ({self.samples} samples): {per_lock}",
             f"more holders than slots: {', '.join(self.overbooked) or 'never'}",
             f"locks held or waited for after the end: {sum(self.left.values())}",
+            f"mutex b handed over (one run's end to the next one's start): {_spread(self)}",
         ]
+
+
+def _spread(figures: Figures) -> str:
+    gaps = sorted(figures.handover_ms)
+    if not gaps:
+        return "-"
+    at = [gaps[min(len(gaps) - 1, int(len(gaps) * q))] for q in (0.5, 0.9, 0.99)]
+    return "p50 {:.0f} ms, p90 {:.0f} ms, p99 {:.0f} ms".format(*at)
+
+
+def _handovers(ended: list[dict[str, Any]]) -> list[float]:
+    """Gaps between consecutive runs of the jobs needing mutex b (restart gaps included)."""
+    using = [r for r in ended if "b" in JOBS[r["job"].split("/")[1]] and r["started_at"]]
+    using.sort(key=lambda r: r["started_at"])
+    gaps = []
+    for before, after in itertools.pairwise(using):
+        end = datetime.fromisoformat(before["finished_at"])
+        gaps.append((datetime.fromisoformat(after["started_at"]) - end).total_seconds() * 1000)
+    return gaps
 
 
 def _lock_spec(name: str) -> Any:
@@ -131,6 +155,7 @@ def contend(
         stop.set()
         sampler.join(timeout=10)
     figures.statuses = Counter(run["status"] for run in ended)
+    figures.handover_ms = _handovers(ended)
     final = server.client.get("/api/v1/locks", params={"namespace": NAMESPACE}).json()
     figures.left = {
         lock["name"]: len(lock["holders"]) + len(lock["waiters"]) for lock in final["items"]
