@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import Server
+from tests.servers import Server, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -127,3 +127,39 @@ def test_a_cancelled_waiter_leaves_the_queue(server: Server, tmp_path: Path) -> 
     assert server.wait_end(waiters[1]["id"])["status"] == "SUCCESS"
     # Given back in the transaction that ended the run: free as soon as the end is seen.
     assert server.client.get("/api/v1/locks/db").json()["holders"] == []
+
+
+def test_a_retry_in_its_backoff_holds_no_lock(server: Server, tmp_path: Path) -> None:
+    flaky = f"[ -e {tmp_path}/again ] || {{ touch {tmp_path}/again; exit 3; }}"
+    server.create_job(name="flaky", command=flaky, locks=["db"],
+                      retries={"limit": 1, "backoff": "1s"})
+    server.create_job(name="other", command=_gate(tmp_path, "go"), locks=["db"])
+    first = server.run("flaky")
+    assert server.wait_end(first["id"])["status"] == "APP_ERROR"
+    retry = server.client.get("/api/v1/runs", params={"job": "flaky", "trigger": "retry"}
+                              ).json()["items"][0]
+    other = server.run("other")  # the retry waits for its backoff, not in other's way
+    assert other["status"] == "READY"
+    server.wait_status(other["id"], "RUNNING")
+
+    def blocked_by_other() -> bool:
+        reason = server.get_run(retry["id"])["reason"] or ""
+        return reason == f"waiting for lock db (held by run {other['id']})"
+
+    wait_for(blocked_by_other, what="the retry's backoff to pass")
+    (tmp_path / "go").touch()
+    assert server.wait_end(other["id"])["status"] == "SUCCESS"
+    assert server.wait_end(retry["id"])["status"] == "SUCCESS"
+
+
+def test_a_retry_takes_its_free_lock_when_its_backoff_ends(server: Server, tmp_path: Path) -> None:
+    flaky = f"[ -e {tmp_path}/again ] || {{ touch {tmp_path}/again; exit 3; }}"
+    server.create_job(name="flaky", command=flaky, locks=["db"],
+                      retries={"limit": 1, "backoff": "1s"})
+    first = server.run("flaky")
+    assert server.wait_end(first["id"])["status"] == "APP_ERROR"
+    retry = server.client.get("/api/v1/runs", params={"job": "flaky", "trigger": "retry"}
+                              ).json()["items"][0]
+    assert retry["status"] == "WAITING" and "its start time" in retry["reason"]
+    # Nothing else happens in the namespace: the engine's timer lets it in at its moment.
+    assert server.wait_end(retry["id"])["status"] == "SUCCESS"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,11 +30,11 @@ def _job(db: Database, name: str, locks: list[Any], **fields: Any) -> None:
     db.write_sync(job_store.replace, spec, NOW)
 
 
-def _submit(db: Database, job: str) -> Run:
+def _submit(db: Database, job: str, not_before: datetime | None = None) -> Run:
     def admit(conn: Connection) -> Run:
         found = job_store.get(conn, job)
         return admission.admit(
-            conn, found, trigger=Trigger.API, now=NOW, params={}, env={}
+            conn, found, trigger=Trigger.API, now=NOW, params={}, env={}, not_before=not_before
         ).created[0]
 
     return db.write_sync(admit)
@@ -69,7 +69,7 @@ def test_a_mutex_lets_one_run_in_and_the_next_when_it_ends(db: Database) -> None
     assert [c.run_id for c in lock.holders] == [first.id]
     assert [c.run_id for c in lock.waiters] == [second.id]
     assert lock.jobs == ["default/migrate"] and lock.slots == 1
-    (waiting,) = db.read_sync(lock_store.of_runs, [second.id])[second.id]
+    (waiting,) = db.read_sync(lock_store.of_runs, [second.id], NOW)[second.id]
     assert (waiting.held, waiting.holders, waiting.ahead) == (False, [first.id], 0)
     assert _end(db, first.id) == [second.id]
     assert _status(db, second.id) is RunStatus.READY
@@ -102,6 +102,29 @@ def test_overlapping_sets_are_taken_all_at_once_in_order(db: Database) -> None:
     assert {c.run_id for c in _lock(db, "a").holders} == {both.id}
     assert {c.run_id for c in _lock(db, "b").holders} == {both.id}
     assert _end(db, both.id) == [later.id]
+
+
+def test_a_run_held_back_takes_its_locks_at_its_moment(db: Database) -> None:
+    """A retry in its backoff (or a slot planned ahead) holds nothing and blocks nobody."""
+    _job(db, "migrate", ["db"])
+    later = NOW + timedelta(seconds=30)
+    backoff = _submit(db, "migrate", not_before=later)
+    now = _submit(db, "migrate")
+    assert (backoff.status, now.status) == (RunStatus.WAITING, RunStatus.READY)
+    assert db.read_sync(lock_store.next_due, NOW) == later
+    assert db.write_sync(lock_store.grant_due, NOW) == []
+    _end(db, now.id)
+    assert _status(db, backoff.id) is RunStatus.WAITING  # its moment has not come
+    assert [r.id for r in db.write_sync(lock_store.grant_due, later)] == [backoff.id]
+    assert db.read_sync(lock_store.next_due, later) is None
+
+
+def test_a_server_start_lets_in_the_runs_whose_moment_came_meanwhile(db: Database) -> None:
+    _job(db, "migrate", ["db"])
+    backoff = _submit(db, "migrate", not_before=NOW + timedelta(seconds=5))
+    assert [r.id for r in db.write_sync(lock_store.repair, NOW + timedelta(seconds=9))] == [
+        backoff.id
+    ]
 
 
 def test_a_cancelled_waiter_leaves_the_queue(db: Database) -> None:

@@ -322,6 +322,9 @@ def waiting_for(run: Run, held: list[RunLock]) -> str | None:
     if run.status is not RunStatus.WAITING:
         return None
     waited = [lock for lock in held if not lock.held]
+    if waited and run.not_before is not None and run.not_before > datetime.now(UTC):
+        return (f"waiting for its start time ({run.not_before.isoformat()}: its slot or a "
+                "retry's backoff), then for its locks")
     if not waited:
         most = run.spec.get("max_active", 1)
         return f"waiting for a concurrency slot: the job allows {most} active run(s) (queue)"

@@ -562,14 +562,15 @@ class Engine:
             self._schedule_changed.clear()
             now = self.clock()
             wake = now + timedelta(seconds=1)
-            held = None
+            held = locked = None
             try:
-                plan, held = await self.db.read(_next_times, now)
+                plan, held, locked = await self.db.read(_next_times, now)
                 if plan is not None and plan <= now and self.dispatching:
                     ticked = await self.db.write(scheduler.tick, now)
                     await self._admitted(ticked.admitted)
                     continue  # look again at once: more may be due, or due meanwhile
-                wake = min(t for t in (wake, plan, held and held - LEAD) if t is not None)
+                wake = min(t for t in (wake, plan, held and held - LEAD, locked)
+                           if t is not None)
             except Exception:
                 log.exception("scheduling failed; trying again in a second",
                               extra={"action": "schedule_failed"})
@@ -581,8 +582,26 @@ class Engine:
                     pass
             if held is not None and held <= self.clock() + LEAD:
                 self._wake.set()
+            if locked is not None and locked <= self.clock() and self.dispatching:
+                await self._grant_due()
+
+    async def _grant_due(self) -> None:
+        """Runs held back by ``not_before`` join their locks' queues at that moment."""
+        try:
+            granted = await self.db.write(lock_store.grant_due, self.clock())
+        except Exception:  # the next run end in the namespace, or the next start, lets them in
+            log.exception("could not let runs in to their locks",
+                          extra={"action": "lock_grant_failed"})
+            return
+        await self._admitted(Admitted(created=granted))
 
 
-def _next_times(conn: Any, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """When a job has a slot to plan next, and when the next held-back READY run may go."""
-    return job_store.next_plan(conn), run_store.next_not_before(conn, now)
+def _next_times(
+    conn: Any, now: datetime
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """When a job has a slot to plan next, when the next held-back READY run may go, and when
+    the next held-back run waiting for locks joins their queues."""
+    return (
+        job_store.next_plan(conn), run_store.next_not_before(conn, now),
+        lock_store.next_due(conn, now),
+    )

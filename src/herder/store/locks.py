@@ -159,12 +159,20 @@ def force_release(
     return grant(conn, namespace, now)
 
 
+def _due(not_before: datetime | None, now: datetime) -> bool:
+    """A waiter joins its queues at its ``not_before`` (a slot, a retry's backoff): until then
+    it is not in anybody's way, and holds nothing while it waits for its moment."""
+    return not_before is None or not_before <= now
+
+
 def grant(conn: Connection, namespace: str, now: datetime) -> list[Run]:
     """Grant every waiter of the namespace that may go now (all its locks at once) and move it
     READY. Call with the namespace serialized."""
     rows = conn.execute(
-        sa.select(lock_claims.c.run_id, lock_claims.c.granted_at, locks.c.name, locks.c.slots)
+        sa.select(lock_claims.c.run_id, lock_claims.c.granted_at, locks.c.name, locks.c.slots,
+                  runs.c.not_before)
         .join(locks, locks.c.id == lock_claims.c.lock_id)
+        .join(runs, runs.c.id == lock_claims.c.run_id)
         .where(locks.c.namespace == namespace)
         .order_by(lock_claims.c.run_id)
     ).all()
@@ -172,7 +180,7 @@ def grant(conn: Connection, namespace: str, now: datetime) -> list[Run]:
     held = Counter(row.name for row in rows if row.granted_at is not None)
     wanted: dict[int, set[str]] = defaultdict(set)
     for row in rows:
-        if row.granted_at is None:
+        if row.granted_at is None and _due(row.not_before, now):
             wanted[row.run_id].add(row.name)
     waiters = [Waiter(run_id=r, locks=frozenset(names)) for r, names in wanted.items()]
     ids = grantable(waiters, slots, held)
@@ -192,15 +200,48 @@ def grant(conn: Connection, namespace: str, now: datetime) -> list[Run]:
     return sorted((row_to_run(row) for row in moved), key=lambda run: run.id)
 
 
+_WAITING_FOR_ITS_MOMENT = sa.and_(
+    runs.c.status == RunStatus.WAITING.value,
+    runs.c.not_before.is_not(None),
+    sa.exists().where(lock_claims.c.run_id == runs.c.id, lock_claims.c.granted_at.is_(None)),
+)
+
+
+def next_due(conn: Connection, now: datetime) -> datetime | None:
+    """When the next run waiting for its ``not_before`` joins the queues of its locks."""
+    moment: datetime | None = conn.execute(
+        sa.select(sa.func.min(runs.c.not_before)).where(
+            _WAITING_FOR_ITS_MOMENT, runs.c.not_before > now
+        )
+    ).scalar()
+    return moment
+
+
+def grant_due(conn: Connection, now: datetime) -> list[Run]:
+    """Let in the runs whose ``not_before`` has come, if their locks are free (the engine calls
+    this at the moments ``next_due`` answers: a timer, not a poll)."""
+    namespaces = conn.execute(
+        sa.select(runs.c.namespace)
+        .where(_WAITING_FOR_ITS_MOMENT, runs.c.not_before <= now)
+        .distinct()
+    ).scalars()
+    granted: list[Run] = []
+    for namespace in sorted(namespaces):
+        serialize(conn, namespace)
+        granted.extend(grant(conn, namespace, now))
+    return granted
+
+
 def repair(conn: Connection, now: datetime) -> list[Run]:
-    """Give back the claims of runs that have ended and let their waiters in: what a server
-    does once at start, in case a run ended by a path that did not release its locks."""
+    """Give back the claims of runs that have ended and let every waiter in that may go: what
+    a server does once at start, in case a run ended by a path that did not release its locks,
+    and for the runs whose ``not_before`` came while no server was up."""
     namespaces = set(
         conn.execute(
             sa.select(locks.c.namespace)
             .join(lock_claims, lock_claims.c.lock_id == locks.c.id)
             .join(runs, runs.c.id == lock_claims.c.run_id)
-            .where(runs.c.status.in_(_TERMINAL))
+            .where(sa.or_(runs.c.status.in_(_TERMINAL), lock_claims.c.granted_at.is_(None)))
             .distinct()
         ).scalars()
     )
@@ -325,7 +366,7 @@ class RunLock:
     ahead: int  # waiters before this run in the lock's queue
 
 
-def of_runs(conn: Connection, run_ids: list[int]) -> dict[int, list[RunLock]]:
+def of_runs(conn: Connection, run_ids: list[int], now: datetime) -> dict[int, list[RunLock]]:
     """The locks each of ``run_ids`` holds or waits for."""
     if not run_ids:
         return {}
@@ -337,11 +378,14 @@ def of_runs(conn: Connection, run_ids: list[int]) -> dict[int, list[RunLock]]:
     ).all()
     queues: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for row in conn.execute(
-        sa.select(lock_claims.c.lock_id, lock_claims.c.run_id, lock_claims.c.granted_at)
+        sa.select(lock_claims.c.lock_id, lock_claims.c.run_id, lock_claims.c.granted_at,
+                  runs.c.not_before)
+        .join(runs, runs.c.id == lock_claims.c.run_id)
         .where(lock_claims.c.lock_id.in_(sorted({row.lock_id for row in mine})))
         .order_by(lock_claims.c.run_id)
     ):
-        queues[row.lock_id].append((row.run_id, row.granted_at is not None))
+        if row.granted_at is not None or _due(row.not_before, now):  # as ``grant`` sees them
+            queues[row.lock_id].append((row.run_id, row.granted_at is not None))
     found: dict[int, list[RunLock]] = defaultdict(list)
     for row in mine:
         queue = queues.get(row.lock_id, [])
