@@ -72,13 +72,18 @@ def _bad_url(url: str) -> CliError:
 
 def job_path(ref: str, *suffix: str) -> str:
     """The API path of a job given as an id, ``namespace/name`` or a name in ``default``."""
+    return object_path("jobs", ref, *suffix, forms="an id, a name or namespace/name")
+
+
+def object_path(collection: str, ref: str, *suffix: str, forms: str) -> str:
+    """The API path of an object of ``collection`` given as ``ref`` (``forms`` says which
+    forms of reference the error message offers)."""
     parts = ref.split("/")
     if not ref or len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
         raise CliError(
-            f"{ref[:100]!r} is not a job reference; give an id, a name or namespace/name",
-            exit_code=2,
+            f"{ref[:100]!r} is not a {collection[:-1]} reference; give {forms}", exit_code=2
         )
-    return "/".join([f"{API}/jobs", quote(ref, safe="/"), *suffix])
+    return "/".join([f"{API}/{collection}", quote(ref, safe="/"), *suffix])
 
 
 def run_path(run_id: int, *suffix: str) -> str:

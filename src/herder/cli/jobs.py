@@ -9,7 +9,16 @@ import typer
 
 from herder.cli import render, schedules
 from herder.cli.client import ApiError, Client, CliError, job_path
-from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.common import (
+    AllPagesOpt,
+    EnvOpt,
+    OutputOpt,
+    ParamOpt,
+    ServerOpt,
+    connect,
+    output_of,
+    pairs,
+)
 from herder.cli.manifests import from_manifest as from_manifest  # kept importable from here
 from herder.cli.manifests import read_job_file
 from herder.cli.render import Output
@@ -284,9 +293,7 @@ def list_jobs(
     ] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="text to search for")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="jobs per page")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.console import Group, RenderableType
@@ -12,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from herder.cli import render
-from herder.cli.client import API, Client, CliError
-from herder.cli.common import OutputOpt, ServerOpt, connect, output_of
+from herder.cli.client import API, Client, CliError, object_path
+from herder.cli.common import AllPagesOpt, OutputOpt, ServerOpt, connect, output_of
 from herder.cli.render import Output, cell, relative
 
 app = typer.Typer(
@@ -38,21 +37,14 @@ def lock_path(ref: str, namespace: str | None = None, *suffix: str) -> str:
     ``default``)."""
     if namespace and "/" not in ref:
         ref = f"{namespace}/{ref}"
-    parts = ref.split("/")
-    if not ref or len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
-        raise CliError(
-            f"{ref[:100]!r} is not a lock reference; give a name or namespace/name", exit_code=2
-        )
-    return "/".join([f"{API}/locks", quote(ref, safe="/"), *suffix])
+    return object_path("locks", ref, *suffix, forms="a name or namespace/name")
 
 
 @app.command("list")
 def list_locks(
     ctx: typer.Context,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:

@@ -15,6 +15,7 @@ from rich.live import Live
 from herder.cli import render
 from herder.cli.client import ApiError, Client, CliError
 from herder.cli.common import (
+    AllPagesOpt,
     EnvOpt,
     OutputOpt,
     ParamOpt,
@@ -245,9 +246,7 @@ def runs(
         str | None, typer.Option("--query", "-q", help="text in the job's name or description")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="runs per page")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
