@@ -116,12 +116,15 @@ def _count(server: Server, statuses: str) -> list[dict[str, Any]]:
 
 def contend(
     server: Server, *, runs: int = 200, command: str = "sleep 0.05", kill_after: int | None = None,
-    deadline: float = 300.0,
+    deadline: float = 300.0, also: Server | None = None,
 ) -> Figures:
-    """Submit ``runs`` runs round-robin over ``JOBS``; with ``kill_after``, kill -9 the server
-    once that many have ended and start it again. Returns once every run has ended (or raises
+    """Submit ``runs`` runs round-robin over ``JOBS`` (and over ``server`` and ``also``, a
+    second server on the same PostgreSQL); with ``kill_after``, kill -9 ``server`` once that
+    many have ended and start it again. Returns once every run has ended (or raises
     AssertionError at ``deadline`` seconds: a deadlock or a lost run)."""
     figures = Figures(runs=runs)
+    servers = [server] if also is None else [server, also]
+    watcher = servers[-1]  # the one that is not killed, if there are two
     for job, names in JOBS.items():
         response = server.client.put(f"/api/v1/jobs/{NAMESPACE}/{job}", json={
             "name": job, "namespace": NAMESPACE, "command": command,
@@ -129,15 +132,15 @@ def contend(
         })
         assert response.status_code in (200, 201), response.text
     stop = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(server, figures, stop), daemon=True)
+    sampler = threading.Thread(target=_sample, args=(watcher, figures, stop), daemon=True)
     sampler.start()
     start = time.monotonic()
     try:
         names = list(JOBS)
         for i in range(runs):
-            server.run(f"{NAMESPACE}/{names[i % len(names)]}")
+            servers[i % len(servers)].run(f"{NAMESPACE}/{names[i % len(names)]}")
         while True:
-            ended = _count(server, ENDED)
+            ended = _count(watcher, ENDED)
             if len(ended) >= runs:
                 break
             if kill_after is not None and not figures.restarted and len(ended) >= kill_after:
@@ -147,7 +150,7 @@ def contend(
             if time.monotonic() - start > deadline:
                 raise AssertionError(
                     f"only {len(ended)} of {runs} runs ended within {deadline:g} s; still "
-                    f"active: {len(_count(server, ACTIVE))}"
+                    f"active: {len(_count(watcher, ACTIVE))}"
                 )
             time.sleep(0.05)
         figures.elapsed = time.monotonic() - start
@@ -156,7 +159,7 @@ def contend(
         sampler.join(timeout=10)
     figures.statuses = Counter(run["status"] for run in ended)
     figures.handover_ms = _handovers(ended)
-    final = server.client.get("/api/v1/locks", params={"namespace": NAMESPACE}).json()
+    final = watcher.client.get("/api/v1/locks", params={"namespace": NAMESPACE}).json()
     figures.left = {
         lock["name"]: len(lock["holders"]) + len(lock["waiters"]) for lock in final["items"]
     }
