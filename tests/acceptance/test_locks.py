@@ -56,6 +56,18 @@ def test_two_jobs_disagreeing_on_slots_are_told_which_job(shared_server: Server)
                                                                       "slots": 1}]
 
 
+def test_job_create_takes_locks(shared_server: Server) -> None:
+    made = shared_server.cli("-o", "json", "job", "create", "gpu-job", "--lock", "gpu:2",
+                             "--lock", "scratch", "-c", "true")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["locks"] == [{"name": "gpu", "slots": 2},
+                                                {"name": "scratch", "slots": 1}]
+    bad = shared_server.cli("job", "create", "gpu-bad", "--lock", "gpu:two", "-c", "true")
+    assert bad.returncode == 2 and "SLOTS is a whole number" in bad.stderr
+    refused = shared_server.cli("job", "create", "gpu-bad", "--lock", "gpu:0", "-c", "true")
+    assert refused.returncode == 1 and "slots: must be from 1" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
@@ -163,3 +175,18 @@ def test_a_retry_takes_its_free_lock_when_its_backoff_ends(server: Server, tmp_p
     assert retry["status"] == "WAITING" and "its start time" in retry["reason"]
     # Nothing else happens in the namespace: the engine's timer lets it in at its moment.
     assert server.wait_end(retry["id"])["status"] == "SUCCESS"
+
+
+def test_a_run_queued_by_its_job_says_so(shared_server: Server, tmp_path: Path) -> None:
+    shared_server.create_job(name="one-at-a-time", command=_gate(tmp_path, "go"),
+                             concurrency="queue")
+    first = shared_server.run("one-at-a-time")
+    second = shared_server.run("one-at-a-time")
+    assert second["reason"] == (
+        "waiting for a concurrency slot: the job allows 1 active run(s) (queue)"
+    )
+    assert second["locks"] == []
+    (tmp_path / "go").touch()
+    for run in (first, second):
+        assert shared_server.wait_end(run["id"])["status"] == "SUCCESS"
+    assert shared_server.get_run(second["id"])["reason"] is None

@@ -318,7 +318,8 @@ class RunLockOut(BaseModel):
 
 
 def waiting_for(run: Run, held: list[RunLock]) -> str | None:
-    """Why a WAITING run waits, as people read it: its locks, or its job's concurrency."""
+    """Why a WAITING run waits, as people read it: its locks, or its job's concurrency (None
+    when it is neither)."""
     if run.status is not RunStatus.WAITING:
         return None
     waited = [lock for lock in held if not lock.held]
@@ -326,6 +327,8 @@ def waiting_for(run: Run, held: list[RunLock]) -> str | None:
         return (f"waiting for its start time ({run.not_before.isoformat()}: its slot or a "
                 "retry's backoff), then for its locks")
     if not waited:
+        if run.spec.get("concurrency") != "queue":
+            return None
         most = run.spec.get("max_active", 1)
         return f"waiting for a concurrency slot: the job allows {most} active run(s) (queue)"
     blocking = [lock for lock in waited if lock.ahead >= lock.slots - len(lock.holders)]

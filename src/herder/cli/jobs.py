@@ -185,6 +185,16 @@ def create(
             rich_help_panel=_POLICY,
         ),
     ] = None,
+    lock: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lock",
+            metavar="NAME[:SLOTS]",
+            help="a lock its runs hold while they run: a mutex, or a semaphore of SLOTS "
+            "(repeatable; see docs/locks.md)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -230,9 +240,21 @@ def create(
     _merge(body, "retries", {"limit": retries, "backoff": retry_backoff})
     policies = {"concurrency": concurrency, "max_active": max_active}
     body.update({k: v for k, v in policies.items() if v is not None})
+    if lock:
+        body["locks"] = [*(body.get("locks") or []), *(_lock(value) for value in lock)]
     with connect(ctx, server) as api:
         job = api.create_job(body)
     _show(job, output_of(ctx, output), created=True)
+
+
+def _lock(value: str) -> str | dict[str, Any]:
+    """``db`` (a mutex) or ``gpu:2`` (a semaphore of 2 slots); the server checks the name."""
+    name, sep, slots = value.partition(":")
+    if not sep:
+        return name
+    if not slots.isascii() or not slots.isdigit():
+        raise typer.BadParameter(f"{value[:80]!r}: SLOTS is a whole number", param_hint="--lock")
+    return {"name": name, "slots": int(slots)}
 
 
 def _merge(
