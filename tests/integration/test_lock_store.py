@@ -17,6 +17,7 @@ from herder.model.jobs import JobSpec
 from herder.model.locks import parse_locks
 from herder.model.runs import Run, RunStatus, Trigger
 from herder.store import jobs as job_store
+from herder.store import lock_reads
 from herder.store import locks as lock_store
 from herder.store import runs as run_store
 from herder.store.database import Database
@@ -57,8 +58,8 @@ def _status(db: Database, run_id: int) -> RunStatus:
     return db.read_sync(run_store.get, run_id).status
 
 
-def _lock(db: Database, name: str) -> lock_store.LockState:
-    return db.read_sync(lock_store.get, "default", name)
+def _lock(db: Database, name: str) -> lock_reads.LockState:
+    return db.read_sync(lock_reads.get, "default", name)
 
 
 def test_a_mutex_lets_one_run_in_and_the_next_when_it_ends(db: Database) -> None:
@@ -69,7 +70,7 @@ def test_a_mutex_lets_one_run_in_and_the_next_when_it_ends(db: Database) -> None
     assert [c.run_id for c in lock.holders] == [first.id]
     assert [c.run_id for c in lock.waiters] == [second.id]
     assert lock.jobs == ["default/migrate"] and lock.slots == 1
-    (waiting,) = db.read_sync(lock_store.of_runs, [second.id], NOW)[second.id]
+    (waiting,) = db.read_sync(lock_reads.of_runs, [second.id], NOW)[second.id]
     assert (waiting.held, waiting.holders, waiting.ahead) == (False, [first.id], 0)
     assert _end(db, first.id) == [second.id]
     assert _status(db, second.id) is RunStatus.READY
@@ -82,7 +83,7 @@ def test_a_semaphore_never_has_more_holders_than_slots(db: Database) -> None:
     _job(db, "render", [{"name": "gpu", "slots": 2}])
     made = [_submit(db, "render") for _ in range(5)]
     assert [r.status for r in made] == [RunStatus.READY] * 2 + [RunStatus.WAITING] * 3
-    assert db.read_sync(lock_store.overbooked) == []
+    assert db.read_sync(lock_reads.overbooked) == []
     assert _end(db, made[1].id) == [made[2].id]  # first in line, whoever ended
     assert len(_lock(db, "gpu").holders) == 2
 
@@ -165,7 +166,7 @@ def test_two_jobs_must_agree_on_a_locks_slots(db: Database) -> None:
     _job(db, "two", [{"name": "pool", "slots": 2}])
     assert _lock(db, "pool").jobs == ["default/one", "default/two"]
     _job(db, "other-ns", [{"name": "pool", "slots": 5}], namespace="ops")  # its own lock
-    assert db.read_sync(lock_store.get, "ops", "pool").slots == 5
+    assert db.read_sync(lock_reads.get, "ops", "pool").slots == 5
 
 
 def test_raising_the_slots_lets_waiters_in_and_unused_locks_go(db: Database) -> None:
@@ -233,7 +234,7 @@ def test_two_stores_racing_never_grant_more_than_the_slots(store_url: str) -> No
                         return
                     continue
                 seen.append(len(_lock(db, "pool").holders))
-                problems.extend(db.read_sync(lock_store.overbooked))
+                problems.extend(db.read_sync(lock_reads.overbooked))
                 db.write_sync(_end_claimed, claimed[0].id, owner)
 
         threads = [threading.Thread(target=work, args=(db, f"s{i}")) for i, db in

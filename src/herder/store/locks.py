@@ -5,7 +5,7 @@ run's claims are granted together (``model.locks.grantable`` decides who) and de
 ends, in the transaction that ends it. Every change to the claims of a namespace first takes
 that namespace's lock decision lock (``serialize``): a transaction-scoped advisory lock on
 PostgreSQL, so two servers ending runs at once cannot both grant the last slot; SQLite has one
-writer, which serializes them already.
+writer, which serializes them already. What people read about locks is in ``lock_reads``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -136,10 +135,10 @@ def force_release(
     """Take lock ``name`` from run ``run_id`` (an admin's repair); the run itself goes on.
     Answers the runs this lets in."""
     serialize(conn, namespace)
-    lock_id = _lock_id(conn, namespace, name)
+    lock = lock_id(conn, namespace, name)
     claim = conn.execute(
         sa.select(lock_claims.c.granted_at).where(
-            lock_claims.c.lock_id == lock_id, lock_claims.c.run_id == run_id
+            lock_claims.c.lock_id == lock, lock_claims.c.run_id == run_id
         )
     ).first()
     if claim is None:
@@ -154,12 +153,12 @@ def force_release(
             details={"lock": f"{namespace}/{name}", "run": run_id},
         )
     conn.execute(
-        lock_claims.delete().where(lock_claims.c.lock_id == lock_id, lock_claims.c.run_id == run_id)
+        lock_claims.delete().where(lock_claims.c.lock_id == lock, lock_claims.c.run_id == run_id)
     )
     return grant(conn, namespace, now)
 
 
-def _due(not_before: datetime | None, now: datetime) -> bool:
+def due(not_before: datetime | None, now: datetime) -> bool:
     """A waiter joins its queues at its ``not_before`` (a slot, a retry's backoff): until then
     it is not in anybody's way, and holds nothing while it waits for its moment."""
     return not_before is None or not_before <= now
@@ -180,7 +179,7 @@ def grant(conn: Connection, namespace: str, now: datetime) -> list[Run]:
     held = Counter(row.name for row in rows if row.granted_at is not None)
     wanted: dict[int, set[str]] = defaultdict(set)
     for row in rows:
-        if row.granted_at is None and _due(row.not_before, now):
+        if row.granted_at is None and due(row.not_before, now):
             wanted[row.run_id].add(row.name)
     waiters = [Waiter(run_id=r, locks=frozenset(names)) for r, names in wanted.items()]
     ids = grantable(waiters, slots, held)
@@ -259,7 +258,7 @@ def repair(conn: Connection, now: datetime) -> list[Run]:
     return granted
 
 
-def _lock_id(conn: Connection, namespace: str, name: str) -> int:
+def lock_id(conn: Connection, namespace: str, name: str) -> int:
     lock_id = conn.execute(
         sa.select(locks.c.id).where(locks.c.namespace == namespace, locks.c.name == name)
     ).scalar()
@@ -267,146 +266,3 @@ def _lock_id(conn: Connection, namespace: str, name: str) -> int:
         raise NotFound(f"no lock named {name!r} in namespace {namespace!r}",
                        details={"lock": f"{namespace}/{name}"[:200]})
     return int(lock_id)
-
-
-# What people read ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claim:
-    """A run holding (``since`` it was granted) or waiting for (``since`` it asked) a lock."""
-
-    run_id: int
-    job: str
-    since: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LockState:
-    """A lock with its slots, holders (oldest grant first), waiters (in queue order) and the
-    jobs that declare it."""
-
-    id: int
-    namespace: str
-    name: str
-    slots: int
-    holders: list[Claim] = field(default_factory=list)
-    waiters: list[Claim] = field(default_factory=list)
-    jobs: list[str] = field(default_factory=list)
-
-
-def search(
-    conn: Connection,
-    *,
-    namespace: str | None = None,
-    readable: frozenset[str] | None = None,
-    after_id: int | None = None,
-    limit: int = 100,
-) -> list[LockState]:
-    """Locks in id order; ``readable`` (None: all) limits the namespaces seen."""
-    query = sa.select(locks).order_by(locks.c.id).limit(limit)
-    if namespace is not None:
-        query = query.where(locks.c.namespace == namespace)
-    if readable is not None:
-        query = query.where(locks.c.namespace.in_(sorted(readable)))
-    if after_id is not None:
-        query = query.where(locks.c.id > after_id)
-    return _states(conn, list(conn.execute(query)))
-
-
-def get(conn: Connection, namespace: str, name: str) -> LockState:
-    row = conn.execute(
-        sa.select(locks).where(locks.c.id == _lock_id(conn, namespace, name))
-    ).one()
-    return _states(conn, [row])[0]
-
-
-def _states(conn: Connection, rows: list[Any]) -> list[LockState]:
-    ids = [row.id for row in rows]
-    states = {
-        row.id: LockState(id=row.id, namespace=row.namespace, name=row.name, slots=row.slots)
-        for row in rows
-    }
-    if not ids:
-        return []
-    claims = conn.execute(
-        sa.select(lock_claims, runs.c.namespace, runs.c.job_name)
-        .join(runs, runs.c.id == lock_claims.c.run_id)
-        .where(lock_claims.c.lock_id.in_(ids))
-        .order_by(lock_claims.c.granted_at, lock_claims.c.run_id)
-    )
-    for claim in claims:
-        state, job = states[claim.lock_id], f"{claim.namespace}/{claim.job_name}"
-        if claim.granted_at is None:
-            state.waiters.append(Claim(run_id=claim.run_id, job=job, since=claim.requested_at))
-        else:
-            state.holders.append(Claim(run_id=claim.run_id, job=job, since=claim.granted_at))
-    for state in states.values():
-        state.waiters.sort(key=lambda claim: claim.run_id)
-    declared = conn.execute(
-        sa.select(job_locks.c.lock_id, jobs.c.namespace, jobs.c.name)
-        .join(jobs, jobs.c.id == job_locks.c.job_id)
-        .where(job_locks.c.lock_id.in_(ids))
-        .order_by(jobs.c.id)
-    )
-    for row in declared:
-        states[row.lock_id].jobs.append(f"{row.namespace}/{row.name}")
-    return [states[i] for i in ids]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunLock:
-    """One lock of a run, as its JSON shows it: held, or waited for with what is in the way."""
-
-    key: str
-    slots: int
-    held: bool
-    since: datetime
-    holders: list[int]
-    ahead: int  # waiters before this run in the lock's queue
-
-
-def of_runs(conn: Connection, run_ids: list[int], now: datetime) -> dict[int, list[RunLock]]:
-    """The locks each of ``run_ids`` holds or waits for."""
-    if not run_ids:
-        return {}
-    mine = conn.execute(
-        sa.select(lock_claims, locks.c.name, locks.c.slots)
-        .join(locks, locks.c.id == lock_claims.c.lock_id)
-        .where(lock_claims.c.run_id.in_(run_ids))
-        .order_by(lock_claims.c.run_id, locks.c.name)
-    ).all()
-    queues: dict[int, list[tuple[int, bool]]] = defaultdict(list)
-    for row in conn.execute(
-        sa.select(lock_claims.c.lock_id, lock_claims.c.run_id, lock_claims.c.granted_at,
-                  runs.c.not_before)
-        .join(runs, runs.c.id == lock_claims.c.run_id)
-        .where(lock_claims.c.lock_id.in_(sorted({row.lock_id for row in mine})))
-        .order_by(lock_claims.c.run_id)
-    ):
-        if row.granted_at is not None or _due(row.not_before, now):  # as ``grant`` sees them
-            queues[row.lock_id].append((row.run_id, row.granted_at is not None))
-    found: dict[int, list[RunLock]] = defaultdict(list)
-    for row in mine:
-        queue = queues.get(row.lock_id, [])
-        found[row.run_id].append(RunLock(
-            key=row.name, slots=row.slots, held=row.granted_at is not None,
-            since=row.granted_at or row.requested_at,
-            holders=[r for r, granted in queue if granted],
-            ahead=sum(1 for r, granted in queue if not granted and r < row.run_id),
-        ))
-    return dict(found)
-
-
-def overbooked(conn: Connection) -> list[tuple[str, str, int, int]]:
-    """Locks with more holders than slots, as (namespace, name, holders, slots): never any,
-    unless a lock's slots were lowered while it was held."""
-    holders = sa.func.count(lock_claims.c.run_id)
-    rows = conn.execute(
-        sa.select(locks.c.namespace, locks.c.name, holders, locks.c.slots)
-        .join(lock_claims, lock_claims.c.lock_id == locks.c.id)
-        .where(lock_claims.c.granted_at.is_not(None))
-        .group_by(locks.c.id, locks.c.namespace, locks.c.name, locks.c.slots)
-        .having(holders > locks.c.slots)
-    )
-    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]

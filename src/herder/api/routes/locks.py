@@ -9,10 +9,11 @@ from fastapi import APIRouter, Path, Query
 
 from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
+from herder.api.lock_schemas import LockOut
 from herder.api.routes.jobs import parse_cursor
-from herder.api.schemas import LockOut, Page
+from herder.api.schemas import Page
 from herder.model.jobs import DEFAULT_NAMESPACE, check_name
-from herder.store import locks as lock_store
+from herder.store import lock_reads
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def list_locks(
     if namespace is not None:
         check_name(namespace, what="namespace")
     found = await db.read(
-        lock_store.search, namespace=namespace, readable=principal.readable(),
+        lock_reads.search, namespace=namespace, readable=principal.readable(),
         after_id=parse_cursor(cursor), limit=limit + 1,
     )
     more = len(found) > limit
@@ -67,7 +68,7 @@ async def force_release(
     await engine.release_lock(namespace, name, run_id)
     log.warning("lock %s/%s taken from run %s by %s", namespace, name, run_id, principal.name,
                 extra={"run_id": run_id, "action": "lock_force_released"})
-    return LockOut.of(await engine.db.read(lock_store.get, namespace, name))
+    return LockOut.of(await engine.db.read(lock_reads.get, namespace, name))
 
 
 @router.get("/{ref:path}", response_model=LockOut)
@@ -75,4 +76,4 @@ async def get_lock(ref: LockRef, db: DbDep, principal: PrincipalDep) -> LockOut:
     """One lock: its slots, holders (run, job, since) and waiters in queue order."""
     namespace, name = parse_lock_ref(ref)
     principal.check(Permission.READ, namespace, missing=_missing(namespace, name))
-    return LockOut.of(await db.read(lock_store.get, namespace, name))
+    return LockOut.of(await db.read(lock_reads.get, namespace, name))
