@@ -180,6 +180,10 @@ def test_raising_the_slots_lets_waiters_in_and_unused_locks_go(db: Database) -> 
     _job(db, "one", [])
     with pytest.raises(NotFound, match="no lock named 'pool'"):
         _lock(db, "pool")
+    _job(db, "two", ["scratch"])
+    db.write_sync(job_store.delete, "two")
+    with pytest.raises(NotFound, match="no lock named 'scratch'"):
+        _lock(db, "scratch")
 
 
 def test_force_release_lets_the_next_in_and_the_run_goes_on(db: Database) -> None:

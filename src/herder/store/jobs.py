@@ -203,6 +203,7 @@ def delete(conn: Connection, ref: str) -> Job:
             details={"active_runs": active},
         )
     conn.execute(runs.update().where(runs.c.job_id == job.id).values(job_id=None))
+    lock_store.undeclare(conn, job.id, job.spec.namespace)
     conn.execute(jobs.delete().where(jobs.c.id == job.id))
     return job
 

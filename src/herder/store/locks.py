@@ -79,6 +79,16 @@ def declare(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> list
     return grant(conn, spec.namespace, now) if raised else []
 
 
+def undeclare(conn: Connection, job_id: int, namespace: str) -> None:
+    """The job is deleted: the locks only it named, and no run claims, go with it."""
+    dropped = list(conn.execute(
+        job_locks.delete().where(job_locks.c.job_id == job_id).returning(job_locks.c.lock_id)
+    ).scalars())
+    if dropped:
+        serialize(conn, namespace)
+        forget(conn, dropped)
+
+
 def forget(conn: Connection, lock_ids: Iterable[int]) -> None:
     """Delete the locks among ``lock_ids`` that no job declares and no run claims any more."""
     ids = list(lock_ids)
