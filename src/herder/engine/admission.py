@@ -111,6 +111,8 @@ def _unlock(conn: Connection, run: Run, now: datetime) -> Admitted:
 
 def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
     """Cancel ``old`` for a newer run: at once if it was not launched, else via its backend."""
+    if uses_of(old.spec):  # the namespace's lock decisions before the run's row, as grants do
+        lock_store.serialize(conn, old.namespace)
     cancelled = run_store.request_cancel(
         conn, old.id, force=False, now=now, reason="replaced by a newer run (concurrency replace)"
     )
@@ -125,8 +127,9 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
     Whether a retry is wanted is read from the spec the run was started with, and whether runs
     wait from one indexed query, so most ends never load the job; what a retry or a freed slot
     creates follows the job as it is now. The locks go last: a retry queues behind the runs
-    already waiting, and the job's row is taken before the namespace's locks, as ``admit``
-    takes them."""
+    already waiting, and the job's row is taken before the namespace's lock decisions, as
+    ``admit`` takes them. (On PostgreSQL each decision takes its row locks in one order: the
+    job's, the namespace's lock decisions, then the rows of runs not launched.)"""
     done = _follow_ups(conn, run, now)
     done.add(_unlock(conn, run, now))
     return done

@@ -215,7 +215,12 @@ class Engine:
         def request(conn: Any) -> tuple[Run, Admitted]:
             now = self.clock()
             current = run_store.get(conn, run_id)
-            if uses_of(current.spec):  # lock decisions first, as everywhere (store.locks)
+            if uses_of(current.spec) and current.status not in LAUNCHED:
+                # It ends here, and its row is one lock grants write: take the row locks in the
+                # order of engine.admission (its job's, the namespace's lock decisions, then
+                # the run's own).
+                if current.job_id is not None and current.spec.get("concurrency") != "allow":
+                    job_store.lock(conn, current.job_id)
                 lock_store.serialize(conn, current.namespace)
             run = run_store.request_cancel(conn, run_id, force=force, now=now)
             ended = admission.after_end(conn, run, now) if run.status.terminal else Admitted()
