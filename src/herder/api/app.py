@@ -19,6 +19,7 @@ from herder.api.routes import (
     bundles,
     health,
     jobs,
+    locks,
     namespaces,
     run_files,
     runs,
@@ -103,4 +104,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(namespaces.router)
     app.include_router(audit.router)
+    app.include_router(locks.router)
     return app

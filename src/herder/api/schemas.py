@@ -9,13 +9,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from herder.api.lock_schemas import RunLockOut, waiting_for
 from herder.backends import base as backends
 from herder.model import jobs as rules
-from herder.model import policies, schedules
+from herder.model import locks, policies, schedules
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, JobSpec
 from herder.model.runs import Run
+from herder.store.lock_reads import RunLock
 
 Scalar = str | int | float | bool
 T = TypeVar("T")
@@ -78,6 +80,10 @@ class JobIn(Strict):
     retention: dict[str, Any] | None = Field(
         None, description="{max_age: 30d, max_runs: 1000}: ended runs and logs kept; default: "
         "the server's HERDER_RETENTION_* settings"
+    )
+    locks: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="locks its runs hold while they run: names (a "
+        "mutex) or {name, slots} (a semaphore), in the job's namespace"
     )
 
     @model_validator(mode="before")
@@ -183,6 +189,11 @@ class JobIn(Strict):
     def _retention(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         return dict(_check(policies.parse_retention, v).to_dict()) or None
 
+    @field_validator("locks", mode="before")
+    @classmethod
+    def _locks(cls, v: object) -> list[dict[str, Any]]:
+        return [use.to_dict() for use in _check(locks.parse_locks, v)]
+
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
         if (self.command is None) == (self.script is None):
@@ -196,7 +207,7 @@ class JobIn(Strict):
     def to_spec(self) -> JobSpec:
         # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
         plain = self.model_dump(
-            exclude={"timeout", "schedule", "misfire", "retries", "retention", "script"}
+            exclude={"timeout", "schedule", "misfire", "retries", "retention", "script", "locks"}
         )
         return JobSpec(
             **plain,
@@ -206,6 +217,7 @@ class JobIn(Strict):
             misfire=schedules.parse_misfire(self.misfire),
             retries=policies.parse_retries(self.retries),
             retention=policies.parse_retention(self.retention),
+            locks=locks.parse_locks(self.locks),
         )
 
 
@@ -231,6 +243,7 @@ class JobPatch(Strict):
     max_active: int | None = None
     retries: dict[str, Any] | int | None = None
     retention: dict[str, Any] | None = None
+    locks: list[str | dict[str, Any]] | None = None
 
 
 class JobOut(BaseModel):
@@ -255,6 +268,7 @@ class JobOut(BaseModel):
     max_active: int
     retries: dict[str, Any] | None
     retention: dict[str, Any] | None = None
+    locks: list[dict[str, Any]] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
     run_count: int
@@ -358,10 +372,18 @@ class RunOut(BaseModel):
     node: str | None
     labels: dict[str, str]
     cancel_requested_at: datetime | None
+    locks: list[RunLockOut] = Field(
+        default_factory=list, description="the locks it holds or waits for, while it is active"
+    )
+    reason: str | None = Field(
+        None, description="while WAITING, what for: e.g. 'waiting for lock db (held by run 812)'"
+    )
 
     @classmethod
-    def of(cls, run: Run) -> RunOut:
+    def of(cls, run: Run, held: list[RunLock] | None = None) -> RunOut:
+        held = held or []
         return cls(
+            locks=[RunLockOut.of(lock) for lock in held], reason=waiting_for(run, held),
             id=run.id, job=run.job_ref, job_id=run.job_id, namespace=run.namespace,
             status=run.status.value, status_code=run.status.code, exit_code=run.exit_code,
             error=run.error, trigger=run.trigger.value, scheduled_for=run.scheduled_for,

@@ -55,7 +55,7 @@ _REQUIRED = ("command", "steps")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
     "description", "command", "script", "params", "env", "backend", "schedule", "enabled",
-    "timeout", "retries", "concurrency", "max_active", "misfire", "metadata",
+    "timeout", "retries", "concurrency", "max_active", "misfire", "locks", "metadata",
 )
 WORKFLOW_SPEC_ORDER = (
     "description", "params", "schedule", "enabled", "timeout", "parallelism", "concurrency",

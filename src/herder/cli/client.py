@@ -70,15 +70,16 @@ def _bad_url(url: str) -> CliError:
     )
 
 
-def object_path(kind: str, ref: str, *suffix: str) -> str:
-    """The API path of a job or a workflow (``kind``) given as an id, ``namespace/name`` or a
-    name in ``default``."""
+OBJECT_FORMS = "an id, a name or namespace/name"
+
+
+def object_path(kind: str, ref: str, *suffix: str, forms: str = OBJECT_FORMS) -> str:
+    """The API path of an object of ``kind`` (job, workflow, lock) given as ``ref``: an id,
+    ``namespace/name`` or a name in ``default`` (``forms`` says which of these the error
+    message offers)."""
     parts = ref.split("/")
     if not ref or len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
-        raise CliError(
-            f"{ref[:100]!r} is not a {kind} reference; give an id, a name or namespace/name",
-            exit_code=2,
-        )
+        raise CliError(f"{ref[:100]!r} is not a {kind} reference; give {forms}", exit_code=2)
     return "/".join([f"{API}/{kind}s", quote(ref, safe="/"), *suffix])
 
 

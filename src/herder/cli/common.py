@@ -57,6 +57,9 @@ OutputOpt = Annotated[
         help="table for people; json or yaml print the API's document for scripts",
     ),
 ]
+AllPagesOpt = Annotated[
+    bool, typer.Option("--all", "-a", help="every page, not the first")
+]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", metavar="K=V", help="a param value (repeatable)"),

@@ -10,7 +10,16 @@ import typer
 from herder.cli import render, schedules
 from herder.cli.bundles import script_of
 from herder.cli.client import ApiError, Client, CliError, job_path
-from herder.cli.common import EnvOpt, OutputOpt, ParamOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.common import (
+    AllPagesOpt,
+    EnvOpt,
+    OutputOpt,
+    ParamOpt,
+    ServerOpt,
+    connect,
+    output_of,
+    pairs,
+)
 from herder.cli.manifests import from_manifest as from_manifest  # kept importable from here
 from herder.cli.manifests import read_job_file
 from herder.cli.render import Output
@@ -183,6 +192,16 @@ def create(
             rich_help_panel=_POLICY,
         ),
     ] = None,
+    lock: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lock",
+            metavar="NAME[:SLOTS]",
+            help="a lock its runs hold while they run: a mutex, or a semaphore of SLOTS "
+            "(repeatable; see docs/locks.md)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -234,11 +253,23 @@ def create(
     _merge(body, "retries", {"limit": retries, "backoff": retry_backoff})
     policies = {"concurrency": concurrency, "max_active": max_active}
     body.update({k: v for k, v in policies.items() if v is not None})
+    if lock:
+        body["locks"] = [*(body.get("locks") or []), *(_lock(value) for value in lock)]
     with connect(ctx, server) as api:
         if isinstance(body.get("script"), str):
             body["script"] = script_of(api, body["script"])
         job = api.create_job(body)
     _show(job, output_of(ctx, output), created=True)
+
+
+def _lock(value: str) -> str | dict[str, Any]:
+    """``db`` (a mutex) or ``gpu:2`` (a semaphore of 2 slots); the server checks the name."""
+    name, sep, slots = value.partition(":")
+    if not sep:
+        return name
+    if not slots.isascii() or not slots.isdigit():
+        raise typer.BadParameter(f"{value[:80]!r}: SLOTS is a whole number", param_hint="--lock")
+    return {"name": name, "slots": int(slots)}
 
 
 def _merge(
@@ -299,9 +330,7 @@ def list_jobs(
     ] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="text to search for")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="jobs per page")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:

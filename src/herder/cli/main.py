@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from herder import __version__
-from herder.cli import access, apply, bundles, jobs, render, runs, variables, workflows
+from herder.cli import access, apply, bundles, jobs, locks, render, runs, variables, workflows
 from herder.cli.access import load_settings
 from herder.cli.client import DEFAULT_URL, CliError
 from herder.cli.common import EXIT_CODES, State
@@ -58,6 +58,7 @@ app.add_typer(workflows.app, name="workflow")
 app.add_typer(variables.var_app, name="var")
 app.add_typer(variables.secret_app, name="secret")
 app.add_typer(bundles.app, name="bundle")
+app.add_typer(locks.app, name="lock")
 runs.register(app)
 apply.register(app)
 access.register(app)

@@ -16,6 +16,7 @@ from rich.live import Live
 from herder.cli import render
 from herder.cli.client import ApiError, Client, CliError
 from herder.cli.common import (
+    AllPagesOpt,
     EnvOpt,
     OutputOpt,
     ParamOpt,
@@ -148,6 +149,8 @@ def finish(api: Client, run: dict[str, Any], fmt: Output, *, wait: bool, follow:
     if not (wait or follow):
         if fmt is Output.TABLE:
             typer.echo(run.get("id"))
+            if run.get("reason"):  # e.g. waiting for lock db (held by run 812)
+                render.hint(f"run {run.get('id')}: {run['reason']}")
         else:
             render.emit(run, fmt)
         return
@@ -296,9 +299,7 @@ def runs(
         str | None, typer.Option("--query", "-q", help="text in the job's name or description")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="runs per page")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:

@@ -1,9 +1,11 @@
 """Admission: every new run of a job passes here, and every ended run leaves through here.
 
 ``admit`` applies the job's concurrency policy to a new run (``model.policies`` says what each
-policy means); ``after_end`` retries a failed run and lets queued runs in. Both run inside the
-caller's write transaction, so a crash can never keep a run's end without its retry, or a freed
-slot without its waiting run: they commit together or not at all.
+policy means), then its locks (``model.locks``): a run the policy lets in but whose locks are
+taken waits WAITING in their queues. ``after_end`` retries a failed run, lets queued runs in and
+gives back the run's locks to their next waiters. Both run inside the caller's write
+transaction, so a crash can never keep a run's end without its retry, a freed slot without its
+waiting run, or an ended run holding a lock: they commit together or not at all.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from sqlalchemy.engine import Connection
 
 from herder.model.errors import Conflict, InvalidTransition, NotFound
 from herder.model.jobs import Job
+from herder.model.locks import uses_of
 from herder.model.policies import MAX_ACTIVE, RETRIED
 from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
 from herder.store import jobs as job_store
+from herder.store import locks as lock_store
 from herder.store import run_files as file_store
 from herder.store import runs as run_store
 
@@ -64,14 +68,15 @@ def admit(
         status, error, done = RunStatus.ACTION_PENDING, None, Admitted()
     else:
         status, error, done = _decide(conn, job, now, by_person=by_person)
+    locked = status is RunStatus.READY and bool(job.spec.locks)
     run = run_store.create(
         conn, job=job, params=params, env=env, trigger=trigger, now=now, submitter=submitter,
-        scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id, status=status,
-        not_before=not_before, error=error,
+        scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id,
+        status=RunStatus.WAITING if locked else status, not_before=not_before, error=error,
     )
     if parent_id is not None:  # a retry is given its parent's input files, in this transaction
         file_store.copy(conn, parent_id, run.id)
-    done.created.append(run)
+    done.created.append(_lock(conn, run, now) if locked else run)
     return done
 
 
@@ -89,7 +94,9 @@ def approve(conn: Connection, run_id: int, now: datetime) -> Admitted:
         raise Conflict(f"the job of run {run_id} ({run.job_ref}) has been deleted; cancel it")
     job = job_store.get(conn, str(run.job_id))
     status, _, done = _decide(conn, job, now, by_person=True)
-    done.created.append(run_store.set_status(conn, run_id, status))
+    locked = status is RunStatus.READY and bool(uses_of(run.spec))
+    approved = run_store.set_status(conn, run_id, RunStatus.WAITING if locked else status)
+    done.created.append(_lock(conn, approved, now) if locked else approved)
     return done
 
 
@@ -124,20 +131,47 @@ def _decide(
     return status, error, done
 
 
+def _lock(conn: Connection, run: Run, now: datetime) -> Run:
+    """Queue a WAITING run for its locks; answers it READY if it got them at once. (Adding a
+    waiter never lets another one in: ``model.locks``.)"""
+    granted = lock_store.request(conn, run, now)
+    return next((r for r in granted if r.id == run.id), run)
+
+
+def _unlock(conn: Connection, run: Run, now: datetime) -> Admitted:
+    """Give back the locks of a run that has ended; its next waiters get them."""
+    if not uses_of(run.spec):
+        return Admitted()
+    return Admitted(created=lock_store.release(conn, run, now))
+
+
 def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
     """Cancel ``old`` for a newer run: at once if it was not launched, else via its backend."""
+    if uses_of(old.spec):  # the namespace's lock decisions before the run's row, as grants do
+        lock_store.serialize(conn, old.namespace)
     cancelled = run_store.request_cancel(
         conn, old.id, force=False, now=now, reason="replaced by a newer run (concurrency replace)"
     )
+    if cancelled.status.terminal:
+        return _unlock(conn, cancelled, now)
     return Admitted(stop=[cancelled] if cancelled.status in LAUNCHED else [])
 
 
 def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
-    """Follow-ups of a run that has just ended: its retry, and the queue of its job.
+    """Follow-ups of a run that has just ended: its retry, the queue of its job, and its locks.
 
     Whether a retry is wanted is read from the spec the run was started with, and whether runs
     wait from one indexed query, so most ends never load the job; what a retry or a freed slot
-    creates follows the job as it is now."""
+    creates follows the job as it is now. The locks go last: a retry queues behind the runs
+    already waiting, and the job's row is taken before the namespace's lock decisions, as
+    ``admit`` takes them. (On PostgreSQL each decision takes its row locks in one order: the
+    job's, the namespace's lock decisions, then the rows of runs not launched.)"""
+    done = _follow_ups(conn, run, now)
+    done.add(_unlock(conn, run, now))
+    return done
+
+
+def _follow_ups(conn: Connection, run: Run, now: datetime) -> Admitted:
     done = Admitted()
     frozen = run.spec
     retried = bool(frozen.get("retries")) and run.status in RETRIED
@@ -163,13 +197,13 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
             )
         )
     if queued:
-        done.add(release(conn, job))
+        done.add(release(conn, job, now))
     return done
 
 
-def release(conn: Connection, job: Job) -> Admitted:
-    """Move the job's oldest WAITING runs to READY while it has free slots (all of them when
-    the job no longer queues)."""
+def release(conn: Connection, job: Job, now: datetime) -> Admitted:
+    """Let the job's oldest runs waiting for a concurrency slot in while it has free slots (all
+    of them when the job no longer queues): READY, or into the queues of their locks."""
     job_store.lock(conn, job.id)
     if job.spec.concurrency == "queue":
         free = job.spec.max_active - len(run_store.occupying(conn, job.id))
@@ -177,5 +211,9 @@ def release(conn: Connection, job: Job) -> Admitted:
         free = MAX_ACTIVE
     done = Admitted()
     for run_id in run_store.waiting(conn, job.id, max(free, 0)):
-        done.created.append(run_store.set_status(conn, run_id, RunStatus.READY))
+        run = run_store.get(conn, run_id)
+        done.created.append(
+            _lock(conn, run, now) if uses_of(run.spec)
+            else run_store.set_status(conn, run_id, RunStatus.READY)
+        )
     return done

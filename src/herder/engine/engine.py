@@ -42,10 +42,12 @@ from herder.logs import LogStore
 from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
 from herder.model.jobs import Job, JobSpec, check_env, merge_params
+from herder.model.locks import uses_of
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.secret_keys import SecretKeys
 from herder.store import jobs as job_store
+from herder.store import locks as lock_store
 from herder.store import run_files as file_store
 from herder.store import runs as run_store
 from herder.store import servers as server_store
@@ -132,6 +134,8 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 await self.reconcile()
+                repaired = await self.db.write(lock_store.repair, self.clock())
+                await self._admitted(Admitted(created=repaired))
                 tasks.create_task(self._dispatch_loop(), name="herder-dispatch")
                 tasks.create_task(self._deadline_loop(), name="herder-deadlines")
                 tasks.create_task(self._lease_loop(), name="herder-lease")
@@ -234,6 +238,14 @@ class Engine:
 
         def request(conn: Any) -> tuple[Run, Admitted]:
             now = self.clock()
+            current = run_store.get(conn, run_id)
+            if uses_of(current.spec) and current.status not in LAUNCHED:
+                # It ends here, and its row is one lock grants write: take the row locks in the
+                # order of engine.admission (its job's, the namespace's lock decisions, then
+                # the run's own).
+                if current.job_id is not None and current.spec.get("concurrency") != "allow":
+                    job_store.lock(conn, current.job_id)
+                lock_store.serialize(conn, current.namespace)
             run = run_store.request_cancel(conn, run_id, force=force, now=now)
             ended = admission.after_end(conn, run, now) if run.status.terminal else Admitted()
             return run, ended
@@ -243,6 +255,15 @@ class Engine:
         if run.handle is not None and run.status in LAUNCHED:
             await self._stop(run, force=run.cancel_force)
         return run
+
+    async def release_lock(self, namespace: str, name: str, run_id: int) -> list[Run]:
+        """Take lock ``name`` from run ``run_id`` (which goes on) and let its next waiters in,
+        in one transaction; answers the runs let in."""
+        granted = await self.db.write(
+            lock_store.force_release, namespace, name, run_id, self.clock()
+        )
+        await self._admitted(Admitted(created=granted))
+        return granted
 
     def logs_of(self, run: Run) -> LogStore:
         """Where the run's logs are: this server's data folder, or the folder of the server
@@ -591,14 +612,15 @@ class Engine:
             self._schedule_changed.clear()
             now = self.clock()
             wake = now + timedelta(seconds=1)
-            held = None
+            held = locked = None
             try:
-                plan, held = await self.db.read(_next_times, now)
+                plan, held, locked = await self.db.read(_next_times, now)
                 if plan is not None and plan <= now and self.dispatching:
                     ticked = await self.db.write(scheduler.tick, now)
                     await self._admitted(ticked.admitted)
                     continue  # look again at once: more may be due, or due meanwhile
-                wake = min(t for t in (wake, plan, held and held - LEAD) if t is not None)
+                wake = min(t for t in (wake, plan, held and held - LEAD, locked)
+                           if t is not None)
             except Exception:
                 log.exception("scheduling failed; trying again in a second",
                               extra={"action": "schedule_failed"})
@@ -610,8 +632,26 @@ class Engine:
                     pass
             if held is not None and held <= self.clock() + LEAD:
                 self._wake.set()
+            if locked is not None and locked <= self.clock() and self.dispatching:
+                await self._grant_due()
+
+    async def _grant_due(self) -> None:
+        """Runs held back by ``not_before`` join their locks' queues at that moment."""
+        try:
+            granted = await self.db.write(lock_store.grant_due, self.clock())
+        except Exception:  # the next run end in the namespace, or the next start, lets them in
+            log.exception("could not let runs in to their locks",
+                          extra={"action": "lock_grant_failed"})
+            return
+        await self._admitted(Admitted(created=granted))
 
 
-def _next_times(conn: Any, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """When a job has a slot to plan next, and when the next held-back READY run may go."""
-    return job_store.next_plan(conn), run_store.next_not_before(conn, now)
+def _next_times(
+    conn: Any, now: datetime
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """When a job has a slot to plan next, when the next held-back READY run may go, and when
+    the next held-back run waiting for locks joins their queues."""
+    return (
+        job_store.next_plan(conn), run_store.next_not_before(conn, now),
+        lock_store.next_due(conn, now),
+    )

@@ -109,7 +109,7 @@ def _plan_job(
             job=job, params=params, env={}, trigger=Trigger.SCHEDULE, now=now,
             scheduled_for=slot, not_before=jittered(schedule, slot, str(job.id)),
         )
-        if job.spec.concurrency == "allow":
+        if job.spec.concurrency == "allow" and not job.spec.locks:
             batch.append(new)
             continue
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from herder.model import templates
 from herder.model.errors import InvalidSpec
+from herder.model.locks import LockUse, parse_locks
 from herder.model.policies import Concurrency, Retention, Retries, parse_retention, parse_retries
 from herder.model.schedules import Misfire, Schedule, parse_misfire, parse_schedule
 
@@ -237,6 +238,7 @@ class JobSpec:
     max_active: int = 1
     retries: Retries | None = None
     retention: Retention = field(default_factory=Retention)
+    locks: tuple[LockUse, ...] = ()  # see model.locks
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""
@@ -260,6 +262,7 @@ class JobSpec:
             "max_active": self.max_active,
             "retries": None if self.retries is None else self.retries.to_dict(),
             "retention": self.retention.to_dict() or None,
+            "locks": [use.to_dict() for use in self.locks],
         }
 
     @classmethod
@@ -273,6 +276,7 @@ class JobSpec:
         fields["retention"] = parse_retention(fields.get("retention"))
         if fields.get("script") is not None:
             fields["script"] = parse_script(fields["script"])
+        fields["locks"] = parse_locks(fields.get("locks"))
         return cls(**fields)
 
 

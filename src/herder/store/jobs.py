@@ -15,6 +15,7 @@ from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
 from herder.model.policies import plan_at
 from herder.model.runs import ACTIVE
 from herder.model.schedules import Schedule, next_fire
+from herder.store import locks as lock_store
 from herder.store.tables import jobs, runs
 from herder.store.text import contains
 from herder.store.variables import check_defined
@@ -129,6 +130,8 @@ def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
             details={"namespace": spec.namespace, "name": spec.name},
         ) from exc
     assert job_id is not None
+    # Runs a raised slot count lets in are found by the dispatcher's next look (within 1s).
+    lock_store.declare(conn, job_id[0], spec, now)
     return get(conn, str(job_id[0]))
 
 
@@ -156,6 +159,7 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
         raise NameTaken(
             f"a job named {spec.name!r} already exists in namespace {spec.namespace!r}"
         ) from exc
+    lock_store.declare(conn, job_id, spec, now)
     return get(conn, str(job_id))
 
 
@@ -246,6 +250,7 @@ def delete(conn: Connection, ref: str) -> Job:
             details={"active_runs": active},
         )
     conn.execute(runs.update().where(runs.c.job_id == job.id).values(job_id=None))
+    lock_store.undeclare(conn, job.id, job.spec.namespace)
     conn.execute(jobs.delete().where(jobs.c.id == job.id))
     return job
 

@@ -30,7 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
-from herder.store.tables import jobs, run_labels, runs
+from herder.store.tables import jobs, lock_claims, run_labels, runs
 from herder.store.text import contains
 
 _NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
@@ -515,28 +515,42 @@ def fail(
     )
 
 
-# Runs that count against a job's ``max_active``: about to be dispatched, or launched.
+# Runs that count against a job's ``max_active``: about to be dispatched, or launched, or let
+# in by the job's concurrency policy and waiting for locks (a WAITING run with lock claims).
 OCCUPYING = [RunStatus.READY.value, *_LAUNCHED]
+_CLAIMS_LOCKS = sa.exists().where(lock_claims.c.run_id == runs.c.id)
 _OCCUPYING = (
     sa.select(runs)
-    .where(runs.c.job_id == sa.bindparam("job_id"), runs.c.status.in_(OCCUPYING))
+    .where(
+        runs.c.job_id == sa.bindparam("job_id"),
+        sa.or_(
+            runs.c.status.in_(OCCUPYING),
+            sa.and_(runs.c.status == RunStatus.WAITING.value, _CLAIMS_LOCKS),
+        ),
+    )
     .order_by(runs.c.id)
 )
+# The runs waiting for a concurrency slot of their job (not those waiting for locks).
 _WAITING = (
     sa.select(runs.c.id)
-    .where(runs.c.job_id == sa.bindparam("job_id"), runs.c.status == RunStatus.WAITING.value)
+    .where(
+        runs.c.job_id == sa.bindparam("job_id"),
+        runs.c.status == RunStatus.WAITING.value,
+        ~_CLAIMS_LOCKS,
+    )
     .order_by(runs.c.id)
     .limit(sa.bindparam("limit"))
 )
 
 
 def occupying(conn: Connection, job_id: int) -> list[Run]:
-    """The job's runs that hold a concurrency slot (READY or launched), oldest first."""
+    """The job's runs that hold a concurrency slot (READY, launched, or waiting for locks),
+    oldest first."""
     return [row_to_run(row) for row in conn.execute(_OCCUPYING, {"job_id": job_id})]
 
 
 def waiting(conn: Connection, job_id: int, limit: int) -> list[int]:
-    """Ids of the job's oldest WAITING runs."""
+    """Ids of the job's oldest runs WAITING for a concurrency slot."""
     return list(conn.execute(_WAITING, {"job_id": job_id, "limit": limit}).scalars())
 
 

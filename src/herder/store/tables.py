@@ -271,3 +271,36 @@ audit = sa.Table(
     sa.Index(None, "namespace", "id"),
     sa.Index(None, "at"),
 )
+
+# Locks (``model.locks``): one row per lock a job of the namespace declares, with its slots.
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("namespace", "name"),
+)
+
+# Which jobs declare which lock: a lock's slots are agreed on by every job that names it.
+job_locks = sa.Table(
+    "job_locks",
+    metadata,
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("lock_id", BigId, sa.ForeignKey("locks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index(None, "lock_id"),
+)
+
+# A run's claim on a lock, keyed by (lock, run): a holder once ``granted_at`` is set, a waiter
+# before (queued by run id). A run's claims are granted all together, and deleted when it ends.
+lock_claims = sa.Table(
+    "lock_claims",
+    metadata,
+    sa.Column("lock_id", BigId, sa.ForeignKey("locks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("granted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "run_id"),
+)

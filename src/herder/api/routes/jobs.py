@@ -12,6 +12,7 @@ from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
+from herder.api.views import run_out
 from herder.engine import scheduler
 from herder.model.errors import Forbidden, InvalidSpec
 from herder.model.jobs import Job, JobSpec, check_labels
@@ -150,7 +151,7 @@ async def run_job(
 
     run = await engine.submit(ref, params=body.params, env=body.env, submitter=submitter,
                               authorize=authorize, manual=body.manual_start)
-    return RunOut.of(run)
+    return await run_out(engine.db, run)
 
 
 async def _set_enabled(

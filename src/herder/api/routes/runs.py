@@ -13,6 +13,7 @@ from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.routes.jobs import parse_cursor, parse_labels
 from herder.api.schemas import CancelIn, Page, RunOut
+from herder.api.views import run_out, runs_out
 from herder.logs import Stream
 from herder.model.errors import InvalidSpec
 from herder.model.runs import Run, RunStatus, Trigger
@@ -58,7 +59,11 @@ async def search_runs(
         labels=parse_labels(label), since=aware(since, "since"), until=aware(until, "until"),
         q=q, before_id=parse_cursor(cursor), limit=limit + 1, readable=principal.readable(),
     )
-    return Page[RunOut].of(found, limit, RunOut.of)
+    more = len(found) > limit
+    found = found[:limit]
+    return Page[RunOut](
+        items=await runs_out(db, found), next_cursor=str(found[-1].id) if more else None
+    )
 
 
 def aware(moment: datetime | None, name: str) -> datetime | None:
@@ -82,7 +87,7 @@ async def may(db: DbDep, principal: Principal, permission: Permission, run_id: i
 
 @router.get("/{run_id}", response_model=RunOut)
 async def get_run(run_id: RunId, db: DbDep, principal: PrincipalDep) -> RunOut:
-    return RunOut.of(await may(db, principal, Permission.READ, run_id))
+    return await run_out(db, await may(db, principal, Permission.READ, run_id))
 
 
 @router.get("/{run_id}/outputs", response_model=dict[str, Any])
@@ -105,7 +110,7 @@ async def cancel_run(
     shows the cancel requested; the run ends ABORTED once its process is gone."""
     await may(engine.db, principal, Permission.RUN, run_id)
     run = await engine.cancel(run_id, force=force or bool(body and body.force))
-    return RunOut.of(run)
+    return await run_out(engine.db, run)
 
 
 @router.post("/{run_id}/approve", response_model=RunOut)
@@ -113,9 +118,8 @@ async def approve_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep)
     """Send on a run waiting for a person (ACTION_PENDING: a manual start): it passes its job's
     concurrency policy as a new run does (READY, WAITING, or 409 under forbid); 409 if it is not
     waiting."""
-    run = await engine.db.read(run_store.get, run_id)
-    principal.check(Permission.RUN, run.namespace, missing=f"no run with id {run_id}")
-    return RunOut.of(await engine.approve(run_id))
+    await may(engine.db, principal, Permission.RUN, run_id)
+    return await run_out(engine.db, await engine.approve(run_id))
 
 
 @router.post("/{run_id}/retry", status_code=201, response_model=RunOut)
@@ -123,7 +127,7 @@ async def retry_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep) -
     """Resubmit an ended run as a new run (``attempt + 1``, ``parent_id`` set); 409 while it
     is still active. The caller is the new run's submitter."""
     await may(engine.db, principal, Permission.RUN, run_id)
-    return RunOut.of(await engine.retry(run_id, submitter=principal.name))
+    return await run_out(engine.db, await engine.retry(run_id, submitter=principal.name))
 
 
 @router.get(
