@@ -13,6 +13,7 @@ from herder.model.jobs import Job, JobSpec
 from herder.model.policies import Retention, parse_retention
 from herder.model.runs import Run, RunStatus, Trigger
 from herder.store import jobs as job_store
+from herder.store import namespaces as namespace_store
 from herder.store import runs as run_store
 from herder.store.database import Database
 
@@ -108,3 +109,36 @@ def test_runs_of_deleted_jobs_follow_the_retention_they_ran_under(
     assert by_name("kept") == set()  # a live job: the default as ever
     assert deleted == 3 + 1 + 2
     assert sorted(int(d.name) for d in tmp_path.iterdir()) == sorted([c[-1], *a, p[1]])
+
+
+def test_a_namespace_retention_serves_its_jobs_that_set_none(db: Database, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "files"
+
+    def namespaced(name: str, namespace: str, retention: dict[str, object] | None) -> list[int]:
+        spec = JobSpec(name=name, namespace=namespace, command="true",
+                       retention=parse_retention(retention))
+
+        def op(conn: Connection) -> list[int]:
+            job = job_store.create(conn, spec, NOW)
+            return [run_store.create(conn, job=job, params={}, env={}, trigger=Trigger.API,
+                                     now=NOW - age * DAY, status=RunStatus.SKIPPED).id
+                    for age in (9, 8, 7)]
+
+        return db.write_sync(op)
+
+    db.write_sync(namespace_store.create, "ops", NOW, {"max_runs": 1})
+    plain = namespaced("plain", "ops", None)
+    own = namespaced("own", "ops", {"max_runs": 2})
+    elsewhere = namespaced("elsewhere", "default", None)
+    deleted = asyncio.run(pruner(db, tmp_path, Retention(max_age=8.5 * 86400)).prune())
+
+    def kept(ids: list[int]) -> set[int]:
+        return {r.id for r in db.read_sync(run_store.search, limit=100)} & set(ids)
+
+    assert kept(plain) == {plain[2]}  # the namespace's max_runs: 1 (over the server's age)
+    assert kept(own) == set(own[1:])  # its own max_runs: 2, then the namespace's (no age)
+    assert kept(elsewhere) == set(elsewhere[1:])  # the server's default: 8.5 days
+    assert deleted == 2 + 1 + 1
+    db.write_sync(namespace_store.set_retention, "ops", None)  # back to the server's
+    asyncio.run(pruner(db, tmp_path, Retention(max_age=7.5 * 86400)).prune())
+    assert kept(plain) == {plain[2]} and kept(own) == {own[2]}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from herder.api.schemas import Strict, _check
 from herder.model.durations import parse_duration
 from herder.model.jobs import check_name
+from herder.model.policies import parse_retention
 from herder.model.tokens import ALL_NAMESPACES, Role, Token
 
 T = TypeVar("T")
@@ -94,18 +95,45 @@ class WhoAmI(BaseModel):
     authentication: str = Field(description="'on', or 'off' for a server running open")
 
 
+RETENTION_HELP = ("{max_age: 90d, max_runs: 1000} for the namespace's jobs that set no "
+                  "retention of their own; null: the server's")
+
+
+def checked_retention(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A retention as the store keeps it: checked, written the one way, None when empty."""
+    return dict(_check(parse_retention, value).to_dict()) or None
+
+
 class NamespaceIn(Strict):
     name: str = Field(max_length=200)
+    retention: dict[str, Any] | None = Field(None, description=RETENTION_HELP)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return str(_check(check_name, v, what="name"))
 
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return checked_retention(v)
+
+
+class NamespacePatch(Strict):
+    """What can change on a namespace: its retention."""
+
+    retention: dict[str, Any] | None = Field(description=RETENTION_HELP)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return checked_retention(v)
+
 
 class NamespaceOut(BaseModel):
     name: str
     created_at: datetime
+    retention: dict[str, Any] | None = None
     holds: dict[str, int] | None = Field(
         None, description="how many objects of each kind it holds (on GET of one)"
     )

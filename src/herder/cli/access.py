@@ -136,14 +136,51 @@ def token_bootstrap(
     _show_secret(token, output_of(ctx, output))
 
 
+MaxAgeOpt = Annotated[str | None, typer.Option(
+    "--max-age", help="keep ended runs this long (e.g. 90d), for jobs that set no retention")]
+MaxRunsOpt = Annotated[int | None, typer.Option(
+    "--max-runs", help="keep this many ended runs per job, for jobs that set no retention")]
+
+
+def _retention(max_age: str | None, max_runs: int | None) -> dict[str, Any] | None:
+    given = {"max_age": max_age, "max_runs": max_runs}
+    return {k: v for k, v in given.items() if v is not None} or None
+
+
 @namespaces.command("create")
 def namespace_create(
-    ctx: typer.Context, name: str, server: ServerOpt = None, output: OutputOpt = None
+    ctx: typer.Context,
+    name: str,
+    max_age: MaxAgeOpt = None,
+    max_runs: MaxRunsOpt = None,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Create a namespace (needs an admin token for every namespace)."""
+    body: dict[str, Any] = {"name": name}
+    if (retention := _retention(max_age, max_runs)) is not None:
+        body["retention"] = retention
     with connect(ctx, server) as api:
-        found = api.post(f"{API}/namespaces", {"name": name})
+        found = api.post(f"{API}/namespaces", body)
     _done(found, output_of(ctx, output), f"namespace {name} created")
+
+
+@namespaces.command("retention")
+def namespace_retention(
+    ctx: typer.Context,
+    name: str,
+    max_age: MaxAgeOpt = None,
+    max_runs: MaxRunsOpt = None,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Set how long the ended runs of the namespace's jobs are kept, where a job sets no
+    retention of its own; with neither option, the server's default applies again."""
+    retention = _retention(max_age, max_runs)
+    with connect(ctx, server) as api:
+        found = api.send("PATCH", f"{API}/namespaces/{name}", json={"retention": retention})
+    shown = ", ".join(f"{k} {v}" for k, v in (retention or {}).items()) or "the server's"
+    _done(found.json(), output_of(ctx, output), f"namespace {name}: retention {shown}")
 
 
 @namespaces.command("list")
@@ -170,8 +207,10 @@ def namespace_show(
         render.emit(found, fmt)
         return
     holds = ", ".join(f"{n} {kind}" for kind, n in (found.get("holds") or {}).items())
+    kept = ", ".join(f"{k} {v}" for k, v in (found.get("retention") or {}).items())
     render.out().print(f"{found['name']}: created {found['created_at']}; holds "
-                       f"{holds or 'nothing'}", markup=False, highlight=False)
+                       f"{holds or 'nothing'}; retention {kept or 'the server default'}",
+                       markup=False, highlight=False)
 
 
 @namespaces.command("delete")

@@ -21,6 +21,7 @@ from typing import Any
 from herder.model.policies import Retention, parse_retention
 from herder.model.runs import Run
 from herder.store import jobs as job_store
+from herder.store import namespaces as namespace_store
 from herder.store import runs as run_store
 from herder.store.database import Database
 from herder.store.runs import JobScope
@@ -32,7 +33,8 @@ PAGE = 1000  # jobs read per page
 
 
 class Pruner:
-    """Prunes history by each job's retention, with ``default`` where a job sets none."""
+    """Prunes history by each job's retention, with its namespace's where it sets none, and
+    ``default`` (the server's) where neither does."""
 
     def __init__(
         self,
@@ -50,28 +52,36 @@ class Pruner:
     async def prune(self) -> int:
         """One pass over every job, deleted ones too; answers how many runs were deleted."""
         deleted = 0
+        by_namespace = {
+            name: parse_retention(written).over(self.default)
+            for name, written in (await self.db.read(namespace_store.retentions)).items()
+        }
         after: int | None = None
         while True:
             page = await self.db.read(
                 job_store.retentions, after_id=after, limit=PAGE,
-                only_set=not self.default.limited,
+                only_set=not (self.default.limited or by_namespace),
             )
-            deleted += await self._prune_page(page)
+            deleted += await self._prune_page(page, by_namespace)
             if len(page) < PAGE:
                 break
             after = page[-1][0]
         gone_after: tuple[str, str] | None = None
         while True:
             orphans = await self.db.read(run_store.deleted_jobs, after=gone_after, limit=PAGE)
-            deleted += await self._prune_page(orphans)
+            deleted += await self._prune_page(orphans, by_namespace)
             if len(orphans) < PAGE:
                 return deleted
             gone_after = orphans[-1][0]
 
-    async def _prune_page(self, page: Sequence[tuple[JobScope, dict[str, Any] | None]]) -> int:
+    async def _prune_page(
+        self,
+        page: Sequence[tuple[JobScope, str, dict[str, Any] | None]],
+        by_namespace: dict[str, Retention],
+    ) -> int:
         deleted = 0
-        for job, written in page:
-            policy = parse_retention(written).over(self.default)
+        for job, namespace, written in page:
+            policy = parse_retention(written).over(by_namespace.get(namespace, self.default))
             if policy.limited:
                 deleted += await self._prune_job(job, policy)
         return deleted

@@ -182,7 +182,8 @@ class Retention:
         return data
 
     def over(self, default: Retention) -> Retention:
-        """This job's retention, with the server's default where it sets nothing."""
+        """This retention, with ``default`` (its namespace's, the server's) where it sets
+        nothing."""
         return Retention(
             max_age=self.max_age if self.max_age is not None else default.max_age,
             max_runs=self.max_runs if self.max_runs is not None else default.max_runs,

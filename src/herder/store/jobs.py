@@ -349,12 +349,12 @@ def lock(conn: Connection, job_id: int) -> None:
 
 def retentions(
     conn: Connection, *, after_id: int | None, limit: int, only_set: bool
-) -> list[tuple[int, dict[str, Any] | None]]:
-    """Jobs' ids with their ``retention`` as written, in id order: what history pruning needs,
-    without reading whole specs. ``only_set``: only jobs that set one."""
+) -> list[tuple[int, str, dict[str, Any] | None]]:
+    """Jobs' ids and namespaces with their ``retention`` as written, in id order: what history
+    pruning needs, without reading whole specs. ``only_set``: only jobs that set one."""
     retention = jobs.c.spec["retention"]
-    query = sa.select(jobs.c.id, retention).order_by(jobs.c.id).limit(limit)
+    query = sa.select(jobs.c.id, jobs.c.namespace, retention).order_by(jobs.c.id).limit(limit)
     if after_id is not None:
         query = query.where(jobs.c.id > after_id)
-    rows = [(row[0], row[1]) for row in conn.execute(query)]
-    return [(i, r) for i, r in rows if r or not only_set]
+    rows = [(row[0], row[1], row[2]) for row in conn.execute(query)]
+    return [(i, ns, r) for i, ns, r in rows if r or not only_set]

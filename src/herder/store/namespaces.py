@@ -39,14 +39,36 @@ def exists(conn: Connection, name: str) -> bool:
     return found is not None
 
 
-def create(conn: Connection, name: str, now: datetime) -> dict[str, Any]:
+def create(
+    conn: Connection, name: str, now: datetime, retention: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Insert a namespace; ``NameTaken`` if it exists."""
     try:
         with conn.begin_nested():
-            conn.execute(namespaces.insert().values(name=name, created_at=now))
+            conn.execute(
+                namespaces.insert().values(name=name, created_at=now, retention=retention)
+            )
     except IntegrityError as exc:
         raise NameTaken(f"namespace {name!r} already exists", details={"name": name}) from exc
-    return {"name": name, "created_at": now}
+    return {"name": name, "created_at": now, "retention": retention}
+
+
+def set_retention(conn: Connection, name: str, retention: dict[str, Any] | None) -> dict[str, Any]:
+    """Give the namespace's jobs that set no retention this one (None: the server's)."""
+    done = conn.execute(
+        namespaces.update().where(namespaces.c.name == name).values(retention=retention)
+    )
+    if not done.rowcount:
+        raise NotFound(missing(name), details={"namespace": name[:63]})
+    return get(conn, name)
+
+
+def retentions(conn: Connection) -> dict[str, dict[str, Any]]:
+    """The namespaces that set a retention, with it as written (what pruning follows)."""
+    query = sa.select(namespaces.c.name, namespaces.c.retention).where(
+        namespaces.c.retention.is_not(None)
+    )
+    return {row.name: row.retention for row in conn.execute(query) if row.retention}
 
 
 def ensure(conn: Connection, name: str, now: datetime, *, create_missing: bool) -> None:
@@ -67,7 +89,8 @@ def get(conn: Connection, name: str) -> dict[str, Any]:
     row = conn.execute(sa.select(namespaces).where(namespaces.c.name == name)).first()
     if row is None:
         raise NotFound(missing(name), details={"namespace": name[:63]})
-    return {"name": row.name, "created_at": row.created_at, "holds": holdings(conn, name)}
+    return {"name": row.name, "created_at": row.created_at, "retention": row.retention,
+            "holds": holdings(conn, name)}
 
 
 def search(
@@ -79,7 +102,8 @@ def search(
         query = query.where(namespaces.c.name.in_(sorted(readable)))
     if after is not None:
         query = query.where(namespaces.c.name > after)
-    return [{"name": row.name, "created_at": row.created_at} for row in conn.execute(query)]
+    return [{"name": row.name, "created_at": row.created_at, "retention": row.retention}
+            for row in conn.execute(query)]
 
 
 def holdings(conn: Connection, name: str) -> dict[str, int]:

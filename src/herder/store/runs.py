@@ -646,7 +646,7 @@ def prunable(
 
 def deleted_jobs(
     conn: Connection, *, after: tuple[str, str] | None, limit: int
-) -> list[tuple[tuple[str, str], dict[str, Any] | None]]:
+) -> list[tuple[tuple[str, str], str, dict[str, Any] | None]]:
     """The deleted jobs that left runs behind, by (namespace, name) in order, each with the
     ``retention`` its newest run was started under: what history pruning follows for them."""
     newest = sa.func.max(runs.c.id).label("newest")
@@ -665,7 +665,7 @@ def deleted_jobs(
         .join(runs, runs.c.id == found.c.newest)
         .order_by(found.c.namespace, found.c.job_name)
     )
-    return [((row[0], row[1]), row[2]) for row in conn.execute(query)]
+    return [((row[0], row[1]), row[0], row[2]) for row in conn.execute(query)]
 
 
 def delete(conn: Connection, run_ids: list[int]) -> list[Run]:

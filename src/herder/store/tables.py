@@ -230,6 +230,8 @@ namespaces = sa.Table(
     metadata,
     sa.Column("name", sa.String(63), primary_key=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # ``model.policies.Retention`` as written, for the jobs of the namespace that set none.
+    sa.Column("retention", JSON, nullable=True),
 )
 
 # API tokens. Only the SHA-256 of the secret is kept; a revoked token keeps its row, so that it

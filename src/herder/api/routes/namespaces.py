@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import EngineDep
 from herder.api.schemas import Page
-from herder.api.schemas_access import NamespaceIn, NamespaceOut, paged
+from herder.api.schemas_access import NamespaceIn, NamespaceOut, NamespacePatch, paged
 from herder.engine.engine import Engine
 from herder.model.errors import Forbidden, NotFound
 from herder.model.jobs import NAME_RE
@@ -40,7 +40,8 @@ async def create_namespace(
     """Create a namespace; 409 if it exists."""
     _only_global_admin(principal, "creating")
     principal.check(Permission.ADMIN, body.name, missing=namespace_store.missing(body.name))
-    found = await engine.db.write(namespace_store.create, body.name, engine.clock())
+    found = await engine.db.write(namespace_store.create, body.name, engine.clock(),
+                                  body.retention)
     return NamespaceOut.model_validate(found)
 
 
@@ -65,6 +66,18 @@ async def get_namespace(name: str, engine: EngineDep, principal: PrincipalDep) -
     principal.check(Permission.READ, name, missing=namespace_store.missing(name),
                     details={"namespace": name[:63]})
     return NamespaceOut.model_validate(await engine.db.read(namespace_store.get, _name(name)))
+
+
+@router.patch("/{name}", response_model=NamespaceOut)
+async def patch_namespace(
+    name: str, body: NamespacePatch, engine: EngineDep, principal: PrincipalDep
+) -> NamespaceOut:
+    """Set the retention of the namespace's jobs that set none (``null``: the server's);
+    the namespace's admins may."""
+    principal.check(Permission.ADMIN, name, missing=namespace_store.missing(name),
+                    details={"namespace": name[:63]})
+    found = await engine.db.write(namespace_store.set_retention, _name(name), body.retention)
+    return NamespaceOut.model_validate(found)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
