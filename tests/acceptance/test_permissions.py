@@ -8,6 +8,9 @@ Every route of the app must be declared in ``RULES``: a route added later fails
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +20,17 @@ import pytest
 from starlette.routing import Route
 
 from herder.api.app import create_app
-from tests.acceptance.access import OTHER, OWN, ROLES, World, make_world
+from tests.acceptance.access import (
+    OTHER,
+    OWN,
+    ROLES,
+    SECRET_VALUE,
+    World,
+    make_world,
+    value_body,
+    workflow_body,
+)
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -28,6 +41,9 @@ class Call:
     path: str
     json: Any = None
     params: dict[str, str] | None = None
+    content: bytes | None = None
+    files: dict[str, Any] | None = None
+    data: dict[str, str] | None = None
 
 
 Build = Callable[[World, str], Call]
@@ -69,6 +85,46 @@ def _listing(path: str) -> Build:
     return lambda w, ns: Call("GET", path, params=None if ns == OWN else {"namespace": ns})
 
 
+def _values(kind: str, change: str) -> dict[tuple[str, str], Rule]:
+    """The routes of variables or secrets (``kind``); ``change`` is the role that writes."""
+    base = f"/api/v1/{kind}s"
+
+    def put(w: World, ns: str) -> Call:
+        ref = w.new_value(kind, ns)
+        return Call("PUT", f"{base}/{ref}", json=value_body(kind, ns) | {"name": ref[len(ns) + 1:]})
+
+    return {
+        ("POST", base): Rule(
+            lambda w, ns: Call("POST", base, json=value_body(kind, ns)), change, (201,)),
+        ("GET", base): Rule(_listing(base), "viewer", other="list"),
+        ("GET", f"{base}/{{ref:path}}"): Rule(
+            lambda w, ns: Call("GET", f"{base}/{w.value(kind, ns)}"), "viewer"),
+        ("PUT", f"{base}/{{ref:path}}"): Rule(put, change),
+        ("DELETE", f"{base}/{{ref:path}}"): Rule(
+            lambda w, ns: Call("DELETE", f"{base}/{w.new_value(kind, ns)}"), change, (204,)),
+    }
+
+
+def _put_workflow(w: World, ns: str) -> Call:
+    ref = w.new_workflow(ns)
+    body = workflow_body(ns, ref.split("/")[1]) | {"description": "replaced"}
+    return Call("PUT", f"/api/v1/workflows/{ref}", json=body)
+
+
+def _upload(w: World, ns: str) -> Call:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("script.sh", f"echo {id(object())}\n")
+    return Call("POST", "/api/v1/bundles", files={"file": ("b.zip", archive.getvalue())},
+                data={"namespace": ns})
+
+
+def _release(w: World, ns: str) -> Call:
+    ref, run_id = w.held_lock(ns, "release")
+    return Call("DELETE", f"/api/v1/locks/{ref}/holders/{run_id}")
+
+
+WORKFLOW = "/api/v1/workflows/{ref:path}"
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(_get("/healthz"), None, public=True),
     ("GET", "/readyz"): Rule(_get("/readyz"), None, public=True),
@@ -120,9 +176,55 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/namespaces"): Rule(_get("/api/v1/namespaces"), "viewer", other="same"),
     ("GET", "/api/v1/namespaces/{name}"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/namespaces/{ns}"), "viewer"),
+    ("PATCH", "/api/v1/namespaces/{name}"): Rule(
+        lambda w, ns: Call("PATCH", f"/api/v1/namespaces/{ns}", json={"retention": None}),
+        "admin"),
     ("DELETE", "/api/v1/namespaces/{name}"): Rule(
         lambda w, ns: Call("DELETE", f"/api/v1/namespaces/{ns}"), "global", (409,)),
     ("GET", "/api/v1/audit"): Rule(_get("/api/v1/audit"), "admin", other="same"),
+    # Bundles belong to no namespace: the permission is asked in the one the caller names.
+    ("POST", "/api/v1/bundles"): Rule(_upload, "editor", (201,)),
+    ("GET", "/api/v1/bundles"): Rule(
+        lambda w, ns: Call("GET", "/api/v1/bundles", params={"namespace": ns}), "viewer"),
+    ("GET", "/api/v1/bundles/{bundle_id}"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/bundles/{w.bundle()}", params={"namespace": ns}),
+        "viewer"),
+    ("DELETE", "/api/v1/bundles/{bundle_id}"): Rule(
+        lambda w, ns: Call("DELETE", f"/api/v1/bundles/{w.new_bundle()}",
+                           params={"namespace": ns}), "editor", (204,)),
+    ("PUT", "/api/v1/runs/{run_id}/files/{name:path}"): Rule(
+        lambda w, ns: Call("PUT", f"/api/v1/runs/{w.pending_run(ns)}/files/in.txt",
+                           content=b"input"), "operator", (200, 201)),
+    ("GET", "/api/v1/runs/{run_id}/files"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/runs/{w.run(ns)}/files"), "viewer"),
+    ("POST", "/api/v1/runs/{run_id}/approve"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/runs/{w.new_pending_run(ns)}/approve"), "operator"),
+    **_values("variable", "editor"),
+    **_values("secret", "admin"),
+    ("POST", "/api/v1/secrets/reencrypt"): Rule(
+        lambda w, ns: Call("POST", "/api/v1/secrets/reencrypt"), "global", other="same"),
+    ("POST", "/api/v1/workflows"): Rule(
+        lambda w, ns: Call("POST", "/api/v1/workflows", json=workflow_body(ns)), "editor",
+        (201,)),
+    ("GET", "/api/v1/workflows"): Rule(_listing("/api/v1/workflows"), "viewer", other="list"),
+    ("GET", WORKFLOW): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/workflows/{w.workflow(ns)}"), "viewer"),
+    ("PUT", WORKFLOW): Rule(_put_workflow, "editor"),
+    ("PATCH", WORKFLOW): Rule(
+        lambda w, ns: Call("PATCH", f"/api/v1/workflows/{w.new_workflow(ns)}",
+                           json={"description": "changed"}), "editor"),
+    ("DELETE", WORKFLOW): Rule(
+        lambda w, ns: Call("DELETE", f"/api/v1/workflows/{w.new_workflow(ns)}"), "editor",
+        (204,)),
+    ("POST", f"{WORKFLOW}/enable"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflows/{w.workflow(ns)}/enable"), "editor"),
+    ("POST", f"{WORKFLOW}/disable"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflows/{w.new_workflow(ns)}/disable"),
+        "editor"),
+    ("GET", "/api/v1/locks"): Rule(_listing("/api/v1/locks"), "viewer", other="list"),
+    ("GET", "/api/v1/locks/{ref:path}"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/locks/{w.held_lock(ns)[0]}"), "viewer"),
+    ("DELETE", "/api/v1/locks/{ref:path}/holders/{run_id}"): Rule(_release, "admin"),
 }
 
 
@@ -168,7 +270,8 @@ def world() -> Iterator[World]:
 
 
 def _send(client: httpx.Client, call: Call) -> httpx.Response:
-    return client.request(call.method, call.path, json=call.json, params=call.params)
+    return client.request(call.method, call.path, json=call.json, params=call.params,
+                          content=call.content, files=call.files, data=call.data)
 
 
 def _namespace_of(item: dict[str, Any]) -> Any:
@@ -191,7 +294,8 @@ def test_matrix(world: World, key: tuple[str, str], role: str, where: str) -> No
     assert answer.status_code in expected(rule, role, namespace), answer.text
     if answer.status_code in (403, 404):
         assert answer.json()["error"]["code"] in ("forbidden", "not_found")
-    if answer.status_code == 200 and call.method == "GET" and "items" in answer.text[:20]:
+    listing = answer.status_code == 200 and call.method == "GET" and "items" in answer.text[:20]
+    if listing and rule.other != "404":  # a 404 rule's items (bundles, a run's files) name none
         namespaces = {_namespace_of(item) for item in answer.json()["items"]}
         assert namespaces <= {OWN}, f"{key} shows other namespaces to a {OWN} token"
 
@@ -215,6 +319,104 @@ def test_other_namespaces_answer_exactly_as_missing_objects(world: World) -> Non
         follow = client.get(f"/api/v1/runs/{run}/logs", params={"follow": "true"},
                             headers={"Accept": "text/event-stream"})
         assert follow.status_code == 404
+
+
+def _as_if_missing(missing: httpx.Response, stand_in: str, real: str) -> Any:
+    """A missing object's answer, with the name it was asked by replaced by ``real``."""
+    return json.loads(missing.text.replace(stand_in, real))
+
+
+def test_another_namespaces_values_workflows_locks_and_files_stay_hidden(world: World) -> None:
+    """A token of OWN (admin there: the most it can be) finds nothing of OTHER's variables,
+    secrets, workflows, locks, run files or bundles-by-namespace, listed or asked for by name;
+    each 404 is exactly the one the object answers once it does not exist."""
+    world.value("variable", OTHER), world.value("secret", OTHER)
+    world.workflow(OTHER), world.held_lock(OTHER)
+    with world.client("admin") as client:
+        for path in ("/api/v1/variables", "/api/v1/secrets", "/api/v1/workflows",
+                     "/api/v1/locks"):
+            for params in ({}, {"namespace": OTHER}, {"namespace": "*"}):
+                answer = client.get(path, params=params)
+                assert answer.status_code in (200, 422), answer.text
+                if answer.status_code == 200:
+                    assert {i["namespace"] for i in answer.json()["items"]} <= {OWN}, path
+        assert client.get("/api/v1/bundles", params={"namespace": OTHER}).status_code == 404
+
+        # Hidden, then deleted for real: the answers must not differ.
+        for path, ref, params in (
+            ("/api/v1/variables", world.new_value("variable", OTHER), {}),
+            ("/api/v1/secrets", world.new_value("secret", OTHER), {}),
+            ("/api/v1/workflows", world.new_workflow(OTHER), {}),
+            ("/api/v1/bundles", world.new_bundle(), {"namespace": OTHER}),
+        ):
+            hidden = [client.get(f"{path}/{ref}", params=params),
+                      client.delete(f"{path}/{ref}", params=params)]
+            assert world.admin.delete(f"{path}/{ref}", params=params).status_code == 204
+            missing = [world.admin.get(f"{path}/{ref}", params=params),
+                       world.admin.delete(f"{path}/{ref}", params=params)]
+            for seen, gone in zip(hidden, missing, strict=True):
+                assert seen.status_code == 404 and seen.json() == gone.json(), path
+
+        lock, holder = world.held_lock(OTHER)
+        missing_lock = world.admin.get(f"/api/v1/locks/{OTHER}/nope")
+        for answer in (client.get(f"/api/v1/locks/{lock}"),
+                       client.delete(f"/api/v1/locks/{lock}/holders/{holder}")):
+            assert answer.status_code == 404
+            assert answer.json() == _as_if_missing(missing_lock, "nope", lock.split("/")[1])
+        held = world.admin.get(f"/api/v1/locks/{lock}").json()["holders"]
+        assert [h["run"] for h in held] == [holder]
+
+        run, pending = world.run(OTHER), world.pending_run(OTHER)
+        missing_run = world.admin.get("/api/v1/runs/999999/files")
+        for answer, run_id in ((client.get(f"/api/v1/runs/{run}/files"), run),
+                               (client.put(f"/api/v1/runs/{pending}/files/x", content=b"x"),
+                                pending),
+                               (client.post(f"/api/v1/runs/{pending}/approve"), pending)):
+            assert answer.status_code == 404
+            assert answer.json() == _as_if_missing(missing_run, "999999", str(run_id))
+        assert world.admin.get(f"/api/v1/runs/{pending}/files").json()["items"] == []
+
+
+def test_no_answer_carries_a_secret_value(world: World) -> None:
+    """A secret's value goes in and never comes out: not from its routes (lists, one, create,
+    replace, refusals), not from the job or run that uses it, its log, the audit trail."""
+    own, other = world.new_value("secret", OWN), world.new_value("secret", OTHER)
+    name = own.split("/")[1]
+    job = world.new_job(OWN, command=["echo", f"value={{{{ secrets.{name} }}}}"])
+    body = {"name": name, "namespace": OWN, "value": SECRET_VALUE}
+    with world.client("admin") as client:
+        answers = {
+            "list": client.get("/api/v1/secrets"),
+            "list other": client.get("/api/v1/secrets", params={"namespace": OTHER}),
+            "one": client.get(f"/api/v1/secrets/{own}"),
+            "other's": client.get(f"/api/v1/secrets/{other}"),
+            "replace": client.put(f"/api/v1/secrets/{own}", json=body),
+            "taken": client.post("/api/v1/secrets", json=body),
+            "bad name": client.post("/api/v1/secrets", json=body | {"name": "bad name"}),
+            "too long": client.post("/api/v1/secrets", json=body | {"value": SECRET_VALUE * 400}),
+            "unknown field": client.post("/api/v1/secrets", json=body | {"extra": SECRET_VALUE}),
+            "job": client.get(f"/api/v1/jobs/{job}"),
+        }
+        assert [answers[k].status_code for k in ("one", "other's", "replace", "taken")] == [
+            200, 404, 200, 409]
+        assert {answers[k].status_code for k in ("bad name", "too long", "unknown field")} == {
+            422}
+        run_id = client.post(f"/api/v1/jobs/{job}/runs").json()["id"]
+        wait_for(lambda: client.get(f"/api/v1/runs/{run_id}").json()["status_code"] >= 400,
+                 what=f"run {run_id} to end")
+        for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/logs",
+                     f"/api/v1/runs/{run_id}/outputs", "/api/v1/runs", "/api/v1/audit"):
+            answers[path] = client.get(path)
+    assert answers[f"/api/v1/runs/{run_id}/logs"].text.strip() == "value=***"
+    for what, answer in answers.items():
+        assert SECRET_VALUE not in answer.text, what
+
+
+def test_only_an_admin_for_every_namespace_reencrypts_secrets(world: World) -> None:
+    """The matrix sees each role of one namespace refused (403); an admin of ``*`` is not."""
+    answer = world.admin.post("/api/v1/secrets/reencrypt")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["unreadable"] == []
 
 
 ATTACKS = {

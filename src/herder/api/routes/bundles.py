@@ -129,7 +129,8 @@ async def get_bundle(
     bundle_id: str, db: DbDep, principal: PrincipalDep, namespace: Namespace = DEFAULT_NAMESPACE
 ) -> BundleOut:
     """One bundle: its metadata and its files."""
-    principal.check(Permission.READ, namespace, missing=bundle_store.missing(bundle_id).message)
+    missing = bundle_store.missing(bundle_id)
+    principal.check(Permission.READ, namespace, missing=missing.message, details=missing.details)
     return BundleOut.of(await db.read(bundle_store.get, bundle_id))
 
 
@@ -138,6 +139,7 @@ async def delete_bundle(
     bundle_id: str, db: DbDep, principal: PrincipalDep, namespace: Namespace = DEFAULT_NAMESPACE
 ) -> Response:
     """Delete a bundle; 409 while a job names it or an active run uses it."""
-    principal.check(Permission.EDIT, namespace, missing=bundle_store.missing(bundle_id).message)
+    missing = bundle_store.missing(bundle_id)
+    principal.check(Permission.EDIT, namespace, missing=missing.message, details=missing.details)
     await db.write(bundle_store.delete, bundle_id)
     return Response(status_code=204)

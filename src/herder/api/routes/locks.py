@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from herder.api.auth import Permission, PrincipalDep
+from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.lock_schemas import LockOut
 from herder.api.routes.jobs import parse_cursor
@@ -29,8 +29,10 @@ def parse_lock_ref(ref: str) -> tuple[str, str]:
     return namespace, check_name(name, what="lock")
 
 
-def _missing(namespace: str, name: str) -> str:
-    return f"no lock named {name!r} in namespace {namespace!r}"
+def _check(principal: Principal, permission: Permission, namespace: str, name: str) -> None:
+    """A lock of a namespace the caller may not read answers as a missing one (``lock_id``)."""
+    principal.check(permission, namespace, missing=f"no lock named {name!r} in namespace "
+                    f"{namespace!r}", details={"lock": f"{namespace}/{name}"[:200]})
 
 
 @router.get("", response_model=Page[LockOut])
@@ -64,7 +66,7 @@ async def force_release(
     lost node). The run itself goes on; the next waiters get the lock at once. Answers the
     lock as it is after."""
     namespace, name = parse_lock_ref(ref)
-    principal.check(Permission.ADMIN, namespace, missing=_missing(namespace, name))
+    _check(principal, Permission.ADMIN, namespace, name)
     await engine.release_lock(namespace, name, run_id)
     log.warning("lock %s/%s taken from run %s by %s", namespace, name, run_id, principal.name,
                 extra={"run_id": run_id, "action": "lock_force_released"})
@@ -75,5 +77,5 @@ async def force_release(
 async def get_lock(ref: LockRef, db: DbDep, principal: PrincipalDep) -> LockOut:
     """One lock: its slots, holders (run, job, since) and waiters in queue order."""
     namespace, name = parse_lock_ref(ref)
-    principal.check(Permission.READ, namespace, missing=_missing(namespace, name))
+    _check(principal, Permission.READ, namespace, name)
     return LockOut.of(await db.read(lock_reads.get, namespace, name))

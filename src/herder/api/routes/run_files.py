@@ -13,13 +13,12 @@ from pydantic import BaseModel
 
 from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep
-from herder.api.routes.runs import RunId
+from herder.api.routes.runs import RunId, may
 from herder.api.schemas import Page
 from herder.model import inputs
 from herder.model.inputs import FileLimits
 from herder.settings import Settings
 from herder.store import run_files as file_store
-from herder.store import runs as run_store
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -59,8 +58,7 @@ async def put_run_file(
 ) -> RunFileOut:
     """Attach a file (the raw body) to a run not yet dispatched (READY, WAITING,
     ACTION_PENDING); 201, or 200 when it replaces one of that name. 409 once dispatched."""
-    run = await db.read(run_store.get, run_id)
-    principal.check(Permission.RUN, run.namespace, missing=f"no run with id {run_id}")
+    await may(db, principal, Permission.RUN, run_id)
     inputs.check_name(name)
     settings: Settings = request.app.state.settings
     limits = file_limits(settings)
@@ -75,7 +73,6 @@ async def put_run_file(
 @router.get("/{run_id}/files", response_model=Page[RunFileOut])
 async def list_run_files(run_id: RunId, db: DbDep, principal: PrincipalDep) -> Page[RunFileOut]:
     """The run's input files: name, size and sha256 of each, by name."""
-    run = await db.read(run_store.get, run_id)
-    principal.check(Permission.READ, run.namespace, missing=f"no run with id {run_id}")
+    await may(db, principal, Permission.READ, run_id)
     found = await db.read(file_store.listing, run_id)
     return Page[RunFileOut](items=[RunFileOut(**f.to_dict()) for f in found])

@@ -20,7 +20,7 @@ from herder.api.deps import EngineDep
 from herder.api.routes.jobs import parse_cursor
 from herder.engine.engine import Engine
 from herder.model import variables as rules
-from herder.model.errors import InvalidSpec
+from herder.model.errors import Forbidden, InvalidSpec
 from herder.model.variables import Variable
 from herder.secret_keys import SecretKeyError
 from herder.store import variables as store
@@ -244,6 +244,8 @@ class Reencrypted(BaseModel):
 async def reencrypt(engine: EngineDep, principal: PrincipalDep) -> Reencrypted:
     """After a key rotation: encrypt every secret still under an older key with the current
     key (``HERDER_SECRET_KEY``), so that the old key can be dropped. Needs admin on ``*``."""
+    if not principal.everywhere(Permission.ADMIN):  # the route exists: say what it needs
+        raise Forbidden("re-encrypting secrets needs an admin token for every namespace ('*')")
     principal.check(Permission.ADMIN, rules.GLOBAL, missing="no such route; see /docs")
     keys = engine.secret_keys
     current = await asyncio.to_thread(lambda: keys.current_id)

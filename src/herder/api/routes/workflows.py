@@ -31,8 +31,9 @@ async def checked(body: WorkflowIn) -> WorkflowSpec:
 
 
 def _may_edit(principal: PrincipalDep, spec: WorkflowSpec) -> None:
-    principal.check(Permission.EDIT, spec.namespace,
-                    missing=store.not_found(spec.ref).message)
+    missing = store.not_found(spec.ref)
+    principal.check(Permission.EDIT, spec.namespace, missing=missing.message,
+                    details=missing.details)
 
 
 def _reader(principal: PrincipalDep) -> store.MayRead:
@@ -42,7 +43,9 @@ def _reader(principal: PrincipalDep) -> store.MayRead:
 
 def _found(conn: Connection, ref: str, principal: PrincipalDep, permission: Permission) -> Workflow:
     workflow = store.get(conn, ref)
-    principal.check(permission, workflow.spec.namespace, missing=store.not_found(ref).message)
+    missing = store.not_found(ref)
+    principal.check(permission, workflow.spec.namespace, missing=missing.message,
+                    details=missing.details)
     return workflow
 
 
