@@ -110,6 +110,18 @@ def test_delete_a_workflow(shared_server: Server, namespace: str) -> None:
     assert gone["message"] == f"no workflow with name {namespace}/etl"
 
 
+def test_a_job_a_workflow_runs_is_not_deleted_under_it(shared_server: Server, namespace: str
+                                                        ) -> None:
+    shared_server.client.post(API, json=etl(namespace))
+    used = error(shared_server.client.delete(f"/api/v1/jobs/{namespace}/extract"), 409)
+    assert used["message"] == (f"job {namespace}/extract is run as a step by workflow "
+                               f"{namespace}/etl; change those first")
+    assert used["details"] == {"used_by": [f"{namespace}/etl"]}
+    assert shared_server.client.get(f"/api/v1/jobs/{namespace}/extract").status_code == 200
+    assert shared_server.client.delete(f"{API}/{namespace}/etl").status_code == 204
+    assert shared_server.client.delete(f"/api/v1/jobs/{namespace}/extract").status_code == 204
+
+
 BAD = [
     ("unknown step", {"steps": [{"name": "transform", "command": "true"},
                                 {"name": "load", "command": "true", "needs": ["transfrom"]}]},

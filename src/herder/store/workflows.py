@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
+from herder.model.jobs import Job
 from herder.model.workflows import Workflow, WorkflowSpec, from_dict, refers_to
 from herder.store.jobs import parse_ref, scheduling, values
 from herder.store.tables import jobs, workflows
@@ -228,17 +229,36 @@ def search(
     return [_row_to_workflow(row) for row in conn.execute(query)]
 
 
-def nested_in(conn: Connection, workflow: Workflow) -> list[str]:
-    """The workflows that run ``workflow`` as a step (they would break without it)."""
+def users_of(conn: Connection, kind: str, namespace: str, name: str) -> list[str]:
+    """The workflows with a step that runs the ``kind`` (``job`` or ``workflow``)
+    ``namespace/name``: they would break without it."""
     found = []
     for row in conn.execute(sa.select(workflows.c.spec)):
         other = from_dict(row.spec)
         for step in (*other.steps, *other.on_failure):
-            target = None if step.workflow is None else refers_to(step.workflow, other.namespace)
-            if target == (workflow.spec.namespace, workflow.spec.name):
+            reference = step.job if kind == "job" else step.workflow
+            if reference is not None and refers_to(reference, other.namespace) == (
+                namespace, name
+            ):
                 found.append(other.ref)
                 break
     return found
+
+
+def nested_in(conn: Connection, workflow: Workflow) -> list[str]:
+    """The workflows that run ``workflow`` as a step."""
+    return users_of(conn, "workflow", workflow.spec.namespace, workflow.spec.name)
+
+
+def refuse_deleting_a_used_job(conn: Connection, job: Job) -> None:
+    """``Conflict`` naming the workflows whose steps run ``job``."""
+    users = users_of(conn, "job", job.spec.namespace, job.spec.name)
+    if users:
+        raise Conflict(
+            f"job {job.ref} is run as a step by workflow {', '.join(users[:5])}; change "
+            "those first",
+            details={"used_by": users},
+        )
 
 
 def delete(conn: Connection, ref: str) -> Workflow:

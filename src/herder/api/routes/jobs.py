@@ -19,6 +19,7 @@ from herder.model.jobs import Job, JobSpec, check_labels
 from herder.store import bundles as bundle_store
 from herder.store import jobs as job_store
 from herder.store import namespaces as namespace_store
+from herder.store import workflows as workflow_store
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobRef = Annotated[str, "an id, namespace/name, or a name in namespace default"]
@@ -229,10 +230,12 @@ async def patch_job(
 
 @router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_job(ref: str, db: DbDep, principal: PrincipalDep) -> Response:
-    """Delete the job; its runs and logs stay. 409 while it has active runs."""
+    """Delete the job; its runs and logs stay. 409 while it has active runs, or while a
+    workflow runs it as a step."""
 
     def delete(conn: Connection) -> Job:
-        may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
+        job = may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
+        workflow_store.refuse_deleting_a_used_job(conn, job)
         return job_store.delete(conn, ref)
 
     await db.write(delete)
