@@ -188,3 +188,22 @@ def test_the_scope_shows_nothing_but_its_values() -> None:
     scope = Scope("secret", {"a": "1"})
     with pytest.raises(InvalidSpec, match="secret 'keys' is not defined"):
         scope.lookup("keys")
+
+
+@pytest.mark.parametrize(("expression", "reason"), [
+    ("''.__class__", "attributes starting with '_'"),
+    ("range(10**9)", "calls"),
+    ("'a' * 10**7", "too large"),
+    ("self", "'self'"),
+])
+def test_a_foreach_expression_follows_the_template_rules(expression: str, reason: str) -> None:
+    """A workflow's ``foreach`` is evaluated as a value, not rendered: the same rules hold."""
+    with pytest.raises(InvalidSpec) as refused:
+        templates.evaluate(expression, {"steps": {}})
+    assert reason in refused.value.message
+
+
+def test_a_foreach_expression_answers_its_value() -> None:
+    steps = {"extract": {"outputs": {"files": ["a.csv", "b.csv"]}}}
+    assert templates.evaluate("steps.extract.outputs.files", {"steps": steps}) == ["a.csv",
+                                                                                  "b.csv"]

@@ -401,6 +401,7 @@ def name_chains(text: str, *, shell: bool) -> list[tuple[str, ...]]:
 
 @lru_cache(maxsize=256)
 def _expression(source: str) -> Any:
+    _compile("{{ " + source + " }}", False)  # the rules every template follows, checked once
     try:
         return _ARGV_ENV.compile_expression(source, undefined_to_none=False)
     except TemplateError as exc:
@@ -413,6 +414,7 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """The value of one sandboxed expression (``steps.extract.outputs.files``), as it is: a
     list stays a list, where ``render`` would give its text."""
     expression = _expression(source)
+    budget = _BUDGET.set([MAX_BUILT])  # the same bound on what operators build as ``render``
     try:
         return expression(**context)
     except TemplateError as exc:
@@ -421,3 +423,5 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
         raise InvalidSpec(f"template error: {exc.__class__.__name__}") from exc
     except RecursionError:
         raise InvalidSpec(TOO_DEEP) from None
+    finally:
+        _BUDGET.reset(budget)
