@@ -146,3 +146,28 @@ def test_a_refusal_by_the_server_stops_the_apply_and_says_how_far(
     assert "document 2 (line " in result.stderr and "in the past" in result.stderr
     assert "1 of 3 applied before it" in result.stderr
     assert shared_server.client.get("/api/v1/jobs/mf-five/third").status_code == 404
+
+
+def test_a_namespace_manifest_sets_its_retention(shared_server: Server, tmp_path: Path) -> None:
+    def namespace(**spec: object) -> str:
+        return yaml.safe_dump({"apiVersion": "herder/v1", "kind": "Namespace",
+                               "metadata": {"name": "kept"}, **({"spec": spec} if spec else {})})
+
+    f = write(tmp_path / "ns.yaml", namespace(retention={"max_runs": 50}), job("a", "kept"))
+    applied = shared_server.cli("apply", "-f", str(f))
+    assert applied.stdout.splitlines() == ["namespace kept created", "job kept/a created"]
+    served = shared_server.client.get("/api/v1/namespaces/kept").json()
+    assert served["retention"] == {"max_runs": 50}
+    assert shared_server.cli("apply", "-f", str(f)).stdout.splitlines()[0] == (
+        "namespace kept unchanged")
+    write(f, namespace(retention={"max_runs": 50, "max_age": "30d"}), job("a", "kept"))
+    diffed = shared_server.cli("diff", "-f", str(f))
+    assert diffed.returncode == 1 and "+    max_age: 30d" in diffed.stdout, diffed.stdout
+    assert shared_server.cli("apply", "-f", str(f)).stdout.splitlines()[0] == (
+        "namespace kept updated")
+    served = shared_server.client.get("/api/v1/namespaces/kept").json()
+    assert served["retention"] == {"max_age": "30d", "max_runs": 50}
+    # A manifest that names no retention leaves the namespace's as it is.
+    write(f, namespace(), job("a", "kept"))
+    assert shared_server.cli("apply", "-f", str(f)).stdout.splitlines()[0] == (
+        "namespace kept unchanged")

@@ -497,10 +497,22 @@ def test_namespace_manifests_come_first(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml",
                 "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: Ops}\n---\n"
                 "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: x, labels: {}}\n---\n"
-                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: y}\nspec: {a: 1}\n")
+                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: y}\nspec: {a: 1}\n---\n"
+                "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: z}\n"
+                "spec: {retention: {max_runs: 0}}\n")
     assert [p.split(": ", 2)[2] for p in problems(bad)] == [
         "metadata.name: 'Ops' is not a valid name; use lowercase letters, digits and '-', "
         "starting with a letter and not ending with '-'",
         "metadata.labels: a Namespace has only a name",
-        "spec: a Namespace has none",
+        "spec.a: a Namespace's spec holds only retention",
+        "spec.retention.max_runs: must be a whole number from 1 to 10000000",
     ]
+
+
+def test_a_namespace_manifest_may_carry_its_retention(tmp_path: Path) -> None:
+    path = write(tmp_path / "ns.yaml",
+                 "apiVersion: herder/v1\nkind: Namespace\nmetadata: {name: ops}\n"
+                 "spec: {retention: {max_age: 2160h, max_runs: 500}}\n")
+    [found] = read_manifests([str(path)])
+    assert found.spec == {"name": "ops", "retention": {"max_age": "90d", "max_runs": 500}}
+    assert found.body == found.spec

@@ -93,7 +93,7 @@ def plan(api: Client, manifests: list[Manifest]) -> list[Change]:
     changes = []
     for manifest in in_order(manifests):
         if manifest.kind == "Namespace":
-            changes.append(Change(manifest, _live_namespace(api, manifest.name)))
+            changes.append(Change(manifest, _live_namespace(api, manifest)))
             continue
         found = api.find(manifest.kind.lower(), manifest.ref)
         changes.append(Change(manifest, None if found is None else _fields(found, manifest)))
@@ -122,14 +122,14 @@ def in_order(manifests: list[Manifest]) -> list[Manifest]:
         place(manifest, ())
     return ordered
 
-def _live_namespace(api: Client, name: str) -> dict[str, Any] | None:
+def _live_namespace(api: Client, manifest: Manifest) -> dict[str, Any] | None:
     try:
-        api.get(f"{API}/namespaces/{name}")
+        found = api.get(f"{API}/namespaces/{manifest.name}")
     except ApiError as exc:
         if exc.status == 404:
             return None
         raise
-    return {"name": name}
+    return _fields(found, manifest)
 
 
 def _fields(job: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -147,8 +147,12 @@ def apply_change(api: Client, change: Change) -> str:
     if change.action == "unchanged":
         return "unchanged"
     if change.manifest.kind == "Namespace":
-        api.post(f"{API}/namespaces", change.manifest.body)
-        return "created"
+        if change.live is None:
+            api.post(f"{API}/namespaces", change.manifest.body)
+            return "created"
+        api.send("PATCH", f"{API}/namespaces/{change.manifest.name}",
+                 json={"retention": change.manifest.spec.get("retention")})
+        return "updated"
     answer, created = api.put(change.manifest.kind.lower(), change.manifest.ref,
                               change.manifest.body)
     if created or change.live is None:
@@ -260,20 +264,29 @@ def _diff_style(line: str) -> str:
     return _DIFF_STYLES.get(line[:1], "")
 
 
+def _document(spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """An object as its manifest: a Namespace's holds its name and, if set, its retention."""
+    if kind != "Namespace":
+        return to_manifest(spec, kind=kind)
+    document: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Namespace",
+                                "metadata": {"name": spec["name"]}}
+    if spec.get("retention") is not None:
+        document["spec"] = {"retention": spec["retention"]}
+    return document
+
+
 def diff_lines(change: Change) -> list[str]:
     """The unified diff of one object (no lines when nothing would change)."""
     if change.action == "unchanged":
         return []
     m = change.manifest
     ident = f"{m.kind.lower()} {m.ref}"
-    document = to_manifest(m.spec, kind=m.kind) if m.kind != "Namespace" else {
-        "apiVersion": API_VERSION, "kind": "Namespace", "metadata": {"name": m.name}}
-    after = render.dump(document, Output.YAML).splitlines()
+    after = render.dump(_document(m.spec, m.kind), Output.YAML).splitlines()
     if change.live is None:
         before: list[str] = []
         left = "/dev/null"
     else:
-        live = to_manifest({**m.spec, **change.live}, kind=m.kind)
+        live = _document({**m.spec, **change.live}, m.kind)
         before = render.dump(live, Output.YAML).splitlines()
         left = f"server: {ident}"
     return list(

@@ -345,24 +345,33 @@ def parse(data: Any, source: Source) -> Manifest:
 
 
 def _namespace(metadata: dict[str, Any], spec: Any, source: Source) -> Manifest:
-    """A ``kind: Namespace`` document: a name, nothing else."""
+    """A ``kind: Namespace`` document: a name, and optionally the ``retention`` of the
+    namespace's jobs that set none."""
     from herder.model.errors import InvalidSpec
     from herder.model.jobs import check_name
+    from herder.model.policies import parse_retention
 
     extra = [k for k in metadata if k != "name"]
     if extra:
         raise _Bad(f"metadata.{extra[0]}: a Namespace has only a name")
-    if spec not in (None, {}):
-        raise _Bad("spec: a Namespace has none")
+    if spec is not None and not isinstance(spec, dict):
+        raise _Bad("spec: must be a mapping (a Namespace's spec holds only retention)")
+    unknown = [k for k in spec or {} if k != "retention"]
+    if unknown:
+        raise _Bad(f"spec.{unknown[0]}: a Namespace's spec holds only retention")
     name = metadata["name"]
     if not isinstance(name, str):
         raise _Bad("metadata.name: must be a string")
+    fields: dict[str, Any] = {"name": name}
     try:
         check_name(name, what="metadata.name")
+        if spec and "retention" in spec:  # written the one way the server answers it
+            fields["retention"] = parse_retention(spec["retention"]).to_dict() or None
     except InvalidSpec as exc:
-        raise _Bad(exc.message) from None
-    return Manifest(kind="Namespace", namespace=name, name=name, body={"name": name},
-                    spec={"name": name}, source=source)
+        where = "" if exc.message.startswith("metadata.") else "spec."
+        raise _Bad(where + exc.message) from None
+    return Manifest(kind="Namespace", namespace=name, name=name, body=dict(fields),
+                    spec=fields, source=source)
 
 
 def normalize_job(body: Mapping[str, Any]) -> dict[str, Any]:
