@@ -118,10 +118,7 @@ async def list_bundles(
     """Bundles in id order; ``next_cursor`` pages on."""
     principal.check(Permission.READ, namespace, missing=f"no namespace {namespace[:63]!r}")
     found = await db.read(bundle_store.search, after_id=cursor, limit=limit + 1)
-    more = len(found) > limit
-    found = found[:limit]
-    return Page[BundleOut](items=[BundleOut.of(b) for b in found],
-                           next_cursor=found[-1].id if more else None)
+    return Page[BundleOut].of(found, limit, BundleOut.of)
 
 
 @router.get("/{bundle_id}", response_model=BundleOut)
