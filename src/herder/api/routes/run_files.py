@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from herder.api.auth import Permission, PrincipalDep
@@ -35,17 +35,6 @@ def file_limits(settings: Settings) -> FileLimits:
                       max_total=settings.run_files_max_total)
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The raw body, counted as it streams in (``BodyLimit`` stops it past the limit too)."""
-    chunks, seen = [], 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise HTTPException(413, f"file larger than {limit} bytes (HERDER_RUN_FILE_MAX_SIZE)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 _RAW_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
@@ -62,7 +51,7 @@ async def put_run_file(
     inputs.check_name(name)
     settings: Settings = request.app.state.settings
     limits = file_limits(settings)
-    data = await _body(request, limits.max_size)
+    data = await request.body()  # BodyLimit (``upload_limits``) refuses one past max_size: 413
     kept, created = await db.write(
         file_store.put, run_id, name, data, now=datetime.now(UTC), limits=limits
     )
