@@ -280,22 +280,18 @@ class Client:
     def get_workflow(self, ref: str) -> dict[str, Any]:
         return _object(self.get(object_path("workflow", ref)))
 
-    def set_workflow_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
-        return _object(self.post(object_path("workflow", ref, "enable" if enabled else "disable")))
-
-    def delete_workflow(self, ref: str) -> None:
-        self.request("DELETE", object_path("workflow", ref))
-
     def list_workflows(
         self, params: Mapping[str, Any], *, all_pages: bool = False
     ) -> dict[str, Any]:
         return self.pages(f"{API}/workflows", params, all_pages=all_pages)
 
-    def delete_job(self, ref: str) -> None:
-        self.request("DELETE", job_path(ref))
+    def delete(self, kind: str, ref: str) -> None:
+        """``DELETE /{kind}s/{ref}`` (a job or a workflow)."""
+        self.request("DELETE", object_path(kind, ref))
 
-    def set_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
-        return _object(self.post(job_path(ref, "enable" if enabled else "disable")))
+    def set_enabled(self, kind: str, ref: str, enabled: bool) -> dict[str, Any]:
+        """``POST /{kind}s/{ref}/enable|disable`` (a job or a workflow); answers the object."""
+        return _object(self.post(object_path(kind, ref, "enable" if enabled else "disable")))
 
     def start_run(
         self, ref: str, *, params: Mapping[str, str], env: Mapping[str, str],

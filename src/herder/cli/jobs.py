@@ -417,11 +417,7 @@ def delete(
     server: ServerOpt = None,
 ) -> None:
     """Delete a job (its past runs stay)."""
-    if not yes:
-        typer.confirm(f"delete job {job}?", abort=True, err=True)
-    with connect(ctx, server) as api:
-        api.delete_job(job)
-    render.out().print(f"deleted job {job}", markup=False)
+    delete_object(ctx, "job", job, yes=yes, server=server)
 
 
 @app.command("enable")
@@ -429,7 +425,7 @@ def enable(
     ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
 ) -> None:
     """Resume a job's schedule."""
-    _set_enabled(ctx, job, True, server, output)
+    set_enabled(ctx, "job", job, True, server, output)
 
 
 @app.command("disable")
@@ -437,20 +433,32 @@ def disable(
     ctx: typer.Context, job: JobArg, server: ServerOpt = None, output: OutputOpt = None
 ) -> None:
     """Pause a job's schedule; nothing is lost, `enable` resumes it."""
-    _set_enabled(ctx, job, False, server, output)
+    set_enabled(ctx, "job", job, False, server, output)
 
 
-def _set_enabled(
-    ctx: typer.Context, job: str, enabled: bool, server: str | None, output: Output | None
+def delete_object(
+    ctx: typer.Context, kind: str, ref: str, *, yes: bool, server: str | None
 ) -> None:
+    """``herder job|workflow delete``: ask unless ``yes``, delete, say so."""
+    if not yes:
+        typer.confirm(f"delete {kind} {ref}?", abort=True, err=True)
+    with connect(ctx, server) as api:
+        api.delete(kind, ref)
+    render.out().print(f"deleted {kind} {ref}", markup=False)
+
+
+def set_enabled(
+    ctx: typer.Context, kind: str, ref: str, enabled: bool, server: str | None,
+    output: Output | None,
+) -> None:
+    """``herder job|workflow enable|disable``: set it, say so and when it next runs."""
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
-        found = api.set_enabled(job, enabled)
+        found = api.set_enabled(kind, ref, enabled)
     if fmt is not Output.TABLE:
         render.emit(found, fmt)
         return
-    ref = found.get("ref") or job
-    line = f"job {ref} {'enabled' if enabled else 'disabled'}"
+    line = f"{kind} {found.get('ref') or ref} {'enabled' if enabled else 'disabled'}"
     if enabled and found.get("next_run_at"):
         line += f"; next run {render.relative(found['next_run_at'])}"
     render.out().print(line, markup=False)

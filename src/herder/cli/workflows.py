@@ -15,7 +15,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from herder.cli import render
-from herder.cli.common import OutputOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.common import AllPagesOpt, OutputOpt, ServerOpt, connect, output_of, pairs
+from herder.cli.jobs import delete_object, set_enabled
 from herder.cli.manifests import read_object_file
 from herder.cli.render import Output
 
@@ -66,9 +67,7 @@ def list_workflows(
     ] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="text to search for")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="per page")] = None,
-    all_pages: Annotated[
-        bool, typer.Option("--all", "-a", help="every page, not the first")
-    ] = False,
+    all_pages: AllPagesOpt = False,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -102,11 +101,7 @@ def delete(
     server: ServerOpt = None,
 ) -> None:
     """Delete a workflow definition."""
-    if not yes:
-        typer.confirm(f"delete workflow {workflow}?", abort=True, err=True)
-    with connect(ctx, server) as api:
-        api.delete_workflow(workflow)
-    render.out().print(f"deleted workflow {workflow}", markup=False)
+    delete_object(ctx, "workflow", workflow, yes=yes, server=server)
 
 
 @app.command("enable")
@@ -114,7 +109,7 @@ def enable(
     ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
 ) -> None:
     """Resume a workflow's schedule."""
-    _set_enabled(ctx, workflow, True, server, output)
+    set_enabled(ctx, "workflow", workflow, True, server, output)
 
 
 @app.command("disable")
@@ -122,20 +117,7 @@ def disable(
     ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
 ) -> None:
     """Pause a workflow's schedule; nothing is lost, `enable` resumes it."""
-    _set_enabled(ctx, workflow, False, server, output)
-
-
-def _set_enabled(
-    ctx: typer.Context, workflow: str, enabled: bool, server: str | None, output: Output | None
-) -> None:
-    fmt = output_of(ctx, output)
-    with connect(ctx, server) as api:
-        found = api.set_workflow_enabled(workflow, enabled)
-    if fmt is not Output.TABLE:
-        render.emit(found, fmt)
-        return
-    render.out().print(f"workflow {found.get('ref') or workflow} "
-                       f"{'enabled' if enabled else 'disabled'}", markup=False)
+    set_enabled(ctx, "workflow", workflow, False, server, output)
 
 
 # -- rendering --------------------------------------------------------------------------------
