@@ -71,6 +71,8 @@ def test_a_bundle_is_kept_once_and_named_by_jobs(db: Database) -> None:
     assert spec.script == Script(bundle=first.id)  # kept as given: the bundle's own is used
     with pytest.raises(Conflict, match="job default/user"):
         db.write_sync(bundle_store.delete, first.id)
+    with pytest.raises(Conflict, match="job default/user"):  # an id is read in any case
+        db.write_sync(bundle_store.delete, first.id.upper())
     with pytest.raises(InvalidSpec, match=r"script.bundle: no bundle"):
         job_of(db, "nobundle", Script(bundle="f" * 64))
     with pytest.raises(InvalidSpec, match=r"script.entrypoint: the bundle has no file"):

@@ -127,7 +127,7 @@ def users(conn: Connection, bundle_id: str) -> tuple[list[str], list[int]]:
 
 def delete(conn: Connection, bundle_id: str) -> None:
     """Delete a bundle no job names and no active run uses; ``Conflict`` names them."""
-    _select(conn, bundle_id, lock="update")
+    bundle_id = _select(conn, bundle_id, lock="update").id  # as kept: lower case
     named, active = users(conn, bundle_id)
     if named or active:
         who = ", ".join([*(f"job {ref}" for ref in named), *(f"run {r}" for r in active)])
