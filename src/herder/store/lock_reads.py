@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from herder.store.locks import due, lock_id
+from herder.store.locks import due, lock_row
 from herder.store.tables import job_locks, jobs, lock_claims, locks, runs
 
 
@@ -58,10 +58,7 @@ def search(
 
 
 def get(conn: Connection, namespace: str, name: str) -> LockState:
-    row = conn.execute(
-        sa.select(locks).where(locks.c.id == lock_id(conn, namespace, name))
-    ).one()
-    return _states(conn, [row])[0]
+    return _states(conn, [lock_row(conn, namespace, name)])[0]
 
 
 def _states(conn: Connection, rows: list[Any]) -> list[LockState]:

@@ -145,7 +145,7 @@ def force_release(
     """Take lock ``name`` from run ``run_id`` (an admin's repair); the run itself goes on.
     Answers the runs this lets in."""
     serialize(conn, namespace)
-    lock = lock_id(conn, namespace, name)
+    lock = lock_row(conn, namespace, name).id
     claim = conn.execute(
         sa.select(lock_claims.c.granted_at).where(
             lock_claims.c.lock_id == lock, lock_claims.c.run_id == run_id
@@ -268,11 +268,12 @@ def repair(conn: Connection, now: datetime) -> list[Run]:
     return granted
 
 
-def lock_id(conn: Connection, namespace: str, name: str) -> int:
-    lock_id = conn.execute(
-        sa.select(locks.c.id).where(locks.c.namespace == namespace, locks.c.name == name)
-    ).scalar()
-    if lock_id is None:
+def lock_row(conn: Connection, namespace: str, name: str) -> Any:
+    """The lock's row; ``NotFound`` if no job declares it and no run claims it."""
+    row = conn.execute(
+        sa.select(locks).where(locks.c.namespace == namespace, locks.c.name == name)
+    ).first()
+    if row is None:
         raise NotFound(f"no lock named {name!r} in namespace {namespace!r}",
                        details={"lock": f"{namespace}/{name}"[:200]})
-    return int(lock_id)
+    return row
