@@ -90,7 +90,8 @@ class Engine:
     ) -> None:
         self.db = db
         self.secret_keys = secret_keys or SecretKeys(data_dir=data_dir)
-        # The maskers of the runs followed here that use secrets, until they end.
+        # The masker of each run launched here (NO_MASK for most), until it ends; a run found
+        # again after a restart or a takeover has none, and its end derives it.
         self._maskers: dict[int, Masker] = {}
         self.data_dir = data_dir
         self.owner = owner
@@ -386,8 +387,7 @@ class Engine:
             spec = JobSpec.from_dict(run.spec)
             used = await values.load(self.db, self.secret_keys, spec)
             mask = values.masker(used)
-            if mask:
-                self._maskers[run.id] = mask
+            self._maskers[run.id] = mask  # NO_MASK too: its end need not look again
             context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
                                     spec=spec)
             argv = await self.workspace.stage(run, context.work_dir, has_files=has_files)

@@ -52,18 +52,14 @@ def may(principal: Principal, permission: Permission, job: Job, ref: str) -> Job
     return job
 
 
-def may_put(principal: Principal, spec: JobSpec) -> None:
-    """May the caller put a job in ``spec.namespace``? (A namespace it may not see answers
-    as one that does not exist.)"""
+def may_place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -> None:
+    """May the caller put a job in ``spec.namespace``? (A namespace it may not see answers as
+    one that does not exist.) The namespace is made if missing, for a caller who may create
+    namespaces."""
     principal.check(Permission.EDIT, spec.namespace,
                     missing=namespace_store.missing(spec.namespace),
                     details={"namespace": spec.namespace})
     principal.note(f"{spec.namespace}/{spec.name}")
-
-
-def place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -> None:
-    """Make sure the job's namespace exists; created for a caller who may create
-    namespaces."""
     namespace_store.ensure(conn, spec.namespace, now,
                            create_missing=principal.everywhere(Permission.ADMIN))
 
@@ -72,11 +68,10 @@ def place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -> No
 async def create_job(body: JobIn, engine: EngineDep, principal: PrincipalDep) -> JobOut:
     """Create a job; 409 if its namespace already has one by that name."""
     spec = body.to_spec()
-    may_put(principal, spec)
 
     def create(conn: Connection) -> Job:
         now = engine.clock()
-        place(conn, principal, spec, now)
+        may_place(conn, principal, spec, now)
         return job_store.create(conn, bundle_store.check_script(conn, spec), now)
 
     job = await engine.db.write(create)
@@ -96,14 +91,12 @@ async def replace_job(
 
     def apply(conn: Connection) -> tuple[Job, bool]:
         now = engine.clock()
+        by_id = job_store.is_id(ref)
+        old = may(principal, Permission.EDIT, job_store.get(conn, ref), ref) if by_id else None
+        may_place(conn, principal, spec, now)
         checked = bundle_store.check_script(conn, spec)
-        if job_store.is_id(ref):
-            old = may(principal, Permission.EDIT, job_store.get(conn, ref), ref)
-            may_put(principal, spec)
-            place(conn, principal, spec, now)
+        if old is not None:
             return job_store.update(conn, old.id, checked, now), False
-        may_put(principal, spec)
-        place(conn, principal, spec, now)
         return job_store.replace(conn, checked, now)
 
     job, created = await engine.db.write(apply)
@@ -219,8 +212,7 @@ async def patch_job(
         except ValidationError as exc:
             raise invalid(exc) from None
         if spec.namespace != job.spec.namespace:
-            may_put(principal, spec)
-            place(conn, principal, spec, engine.clock())
+            may_place(conn, principal, spec, engine.clock())
         return job_store.update(conn, job.id, spec, engine.clock())
 
     job = await engine.db.write(patch)
