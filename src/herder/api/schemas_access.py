@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -13,16 +12,6 @@ from herder.model.durations import parse_duration
 from herder.model.jobs import check_name
 from herder.model.policies import parse_retention
 from herder.model.tokens import ALL_NAMESPACES, Role, Token
-
-T = TypeVar("T")
-
-
-def paged(found: list[T], limit: int, cursor: Callable[[T], object]) -> tuple[list[T], str | None]:
-    """A page of ``limit`` items from ``limit + 1`` read, and the cursor to the next (None at
-    the end)."""
-    if len(found) <= limit:
-        return found, None
-    return found[:limit], str(cursor(found[limit - 1]))
 
 
 def _namespace_or_all(value: str) -> str:

@@ -12,7 +12,7 @@ from herder.api.deps import DbDep
 from herder.api.routes.jobs import parse_cursor
 from herder.api.routes.runs import aware
 from herder.api.schemas import Page
-from herder.api.schemas_access import AuditOut, paged
+from herder.api.schemas_access import AuditOut
 from herder.model.errors import Forbidden
 from herder.store import audit as audit_store
 
@@ -43,6 +43,4 @@ async def search_audit(
         since=aware(since, "since"), until=aware(until, "until"),
         before_id=parse_cursor(cursor), limit=limit + 1,
     )
-    items, next_cursor = paged(found, limit, lambda entry: entry["id"])
-    return Page[AuditOut](items=[AuditOut.model_validate(e) for e in items],
-                          next_cursor=next_cursor)
+    return Page[AuditOut].of([AuditOut.model_validate(e) for e in found], limit, lambda e: e)

@@ -12,7 +12,7 @@ from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep
 from herder.api.routes.jobs import parse_cursor
 from herder.api.schemas import Page
-from herder.api.schemas_access import TokenIn, TokenOut, WhoAmI, paged
+from herder.api.schemas_access import TokenIn, TokenOut, WhoAmI
 from herder.model.errors import Forbidden
 from herder.model.tokens import ALL_NAMESPACES, Token, digest, format_token, new_secret
 from herder.store import namespaces as namespace_store
@@ -77,8 +77,7 @@ async def list_tokens(
         raise Forbidden("listing tokens needs the admin role")
     found = await db.read(token_store.search, readable=scope, before_id=parse_cursor(cursor),
                           limit=limit + 1)
-    items, next_cursor = paged(found, limit, lambda token: token.id)
-    return Page[TokenOut](items=[TokenOut.of(t) for t in items], next_cursor=next_cursor)
+    return Page[TokenOut].of(found, limit, TokenOut.of)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, name="token.revoke")
