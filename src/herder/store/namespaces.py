@@ -124,7 +124,8 @@ def delete(conn: Connection, name: str, *, force: bool) -> list[Run]:
     which this answers). Active runs are never deleted: cancel them first."""
     if name == DEFAULT_NAMESPACE:
         raise Conflict("namespace 'default' always exists and cannot be deleted")
-    get(conn, name)
+    if not exists(conn, name):
+        raise NotFound(missing(name), details={"namespace": name[:63]})
     held = holdings(conn, name)
     if held and not force:
         listed = ", ".join(f"{kind}: {count}" for kind, count in held.items())
