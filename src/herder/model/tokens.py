@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from herder.model.errors import InvalidSpec, Unauthorized
+from herder.model.errors import Unauthorized
 
 PREFIX = "herder_"
 ALL_NAMESPACES = "*"
@@ -103,12 +103,3 @@ class Token:
                 f"token {self.id} ({self.name}) expired at {self.expires_at.isoformat()}; "
                 "ask an admin for a new one"
             )
-
-
-def check_role(value: str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise InvalidSpec(
-            f"role: {value[:40]!r} is not a role; give one of {', '.join(Role)}"
-        ) from None

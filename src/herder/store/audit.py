@@ -11,12 +11,11 @@ from sqlalchemy.engine import Connection
 from herder.store.tables import audit
 
 _INSERT = audit.insert()
-COLUMNS = ("id", "at", "actor", "token_id", "action", "method", "path", "namespace", "object",
-           "client", "status")
 
 
 def record(conn: Connection, entries: list[dict[str, Any]]) -> None:
-    """Append entries (``COLUMNS`` but ``id``), in one statement."""
+    """Append entries (rows of ``audit`` without ``id``, as ``herder.api.audit.entry``
+    makes them), in one statement."""
     if entries:
         conn.execute(_INSERT, entries)
 
