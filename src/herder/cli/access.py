@@ -147,6 +147,11 @@ def _retention(max_age: str | None, max_runs: int | None) -> dict[str, Any] | No
     return {k: v for k, v in given.items() if v is not None} or None
 
 
+def _kept(retention: Mapping[str, Any] | None) -> str:
+    """A namespace's retention as the CLI says it: ``max_age 90d, max_runs 10``."""
+    return ", ".join(f"{k} {v}" for k, v in (retention or {}).items()) or "the server default"
+
+
 @namespaces.command("create")
 def namespace_create(
     ctx: typer.Context,
@@ -179,8 +184,7 @@ def namespace_retention(
     retention = _retention(max_age, max_runs)
     with connect(ctx, server) as api:
         found = api.send("PATCH", f"{API}/namespaces/{name}", json={"retention": retention})
-    shown = ", ".join(f"{k} {v}" for k, v in (retention or {}).items()) or "the server's"
-    _done(found.json(), output_of(ctx, output), f"namespace {name}: retention {shown}")
+    _done(found.json(), output_of(ctx, output), f"namespace {name}: retention {_kept(retention)}")
 
 
 @namespaces.command("list")
@@ -207,9 +211,8 @@ def namespace_show(
         render.emit(found, fmt)
         return
     holds = ", ".join(f"{n} {kind}" for kind, n in (found.get("holds") or {}).items())
-    kept = ", ".join(f"{k} {v}" for k, v in (found.get("retention") or {}).items())
     render.out().print(f"{found['name']}: created {found['created_at']}; holds "
-                       f"{holds or 'nothing'}; retention {kept or 'the server default'}",
+                       f"{holds or 'nothing'}; retention {_kept(found.get('retention'))}",
                        markup=False, highlight=False)
 
 
