@@ -18,7 +18,7 @@ from rich.table import Table
 
 from herder.cli import render
 from herder.cli.client import API, CliError
-from herder.cli.common import OutputOpt, ServerOpt, connect, output_of
+from herder.cli.common import AllPagesOpt, OutputOpt, ServerOpt, connect, output_of
 from herder.cli.render import Output, cell, relative
 from herder.model.variables import GLOBAL
 
@@ -41,7 +41,6 @@ GlobalOpt = Annotated[
     bool, typer.Option("--global", "-g", help="the global one (namespace *), seen by every "
                        "namespace that has none by that name")
 ]
-AllOpt = Annotated[bool, typer.Option("--all", help="every page, not only the first")]
 
 
 def _scope(namespace: str, is_global: bool) -> str:
@@ -70,7 +69,7 @@ def _list_and_delete(app: typer.Typer, kind: str, table: Callable[[list[Any]], T
         ctx: typer.Context,
         namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="only this one "
                                                       "(* for the global ones)")] = None,
-        everything: AllOpt = False,
+        everything: AllPagesOpt = False,
         server: ServerOpt = None,
         output: OutputOpt = None,
     ) -> None:
