@@ -155,10 +155,6 @@ def _router(kind: Kind, body_type: type[_ValueIn], out: type[BaseModel],
         sealed = await asyncio.to_thread(keys.encrypt, body.namespace, body.name, body.value)
         return sealed, keys.current_id
 
-    def ref_of(ref: str) -> tuple[str, str]:
-        namespace, name = rules.parse_ref(ref)
-        return namespace, name
-
     @router.post("", status_code=status.HTTP_201_CREATED, response_model=out,
                  summary=f"Create a {kind}")
     @_body(body_type)
@@ -193,7 +189,7 @@ def _router(kind: Kind, body_type: type[_ValueIn], out: type[BaseModel],
     @router.get("/{ref:path}", response_model=out, summary=f"Get a {kind}")
     async def get(ref: str, engine: EngineDep, principal: PrincipalDep) -> Any:
         """By ``namespace/name``, ``*/name`` (global) or ``name`` (in ``default``)."""
-        namespace, name = ref_of(ref)
+        namespace, name = rules.parse_ref(ref)
         principal.check(Permission.READ, namespace,
                         missing=store.missing_message(kind, namespace, name))
         return shown(await engine.db.read(store.get, kind, namespace, name))
@@ -204,7 +200,7 @@ def _router(kind: Kind, body_type: type[_ValueIn], out: type[BaseModel],
     async def replace(ref: str, body: _ValueIn, engine: EngineDep, principal: PrincipalDep,
                       response: Response) -> Any:
         """``ref`` must name what the body names; 201 when it was created."""
-        if ref_of(ref) != (body.namespace, body.name):
+        if rules.parse_ref(ref) != (body.namespace, body.name):
             raise InvalidSpec(f"the path names {ref[:100]!r} but the body names "
                               f"{body.namespace}/{body.name}")
         principal.check(change, body.namespace,
@@ -219,7 +215,7 @@ def _router(kind: Kind, body_type: type[_ValueIn], out: type[BaseModel],
                    summary=f"Delete a {kind}")
     async def delete(ref: str, engine: EngineDep, principal: PrincipalDep) -> Response:
         """Jobs that name it stay; their next runs end PROC_ERROR naming it."""
-        namespace, name = ref_of(ref)
+        namespace, name = rules.parse_ref(ref)
         principal.check(change, namespace, missing=store.missing_message(kind, namespace, name))
         await engine.db.write(store.delete, kind, namespace, name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
