@@ -13,6 +13,7 @@ import asyncio
 from herder.masking import Masker, forms
 from herder.model.jobs import JobSpec, references
 from herder.model.runs import Run
+from herder.model.templates import Refs
 from herder.model.variables import NO_VALUES, Values, undefined
 from herder.secret_keys import SecretKeys
 from herder.store import variables as variable_store
@@ -50,23 +51,26 @@ def masker(values: Values) -> Masker:
 
 async def masker_for(db: Database, keys: SecretKeys, run: Run) -> Masker:
     """For a run found again (after a restart or a takeover): the secrets it names, as they
-    are now; as much as can be had, never an error."""
-    try:
-        return masker(await load(db, keys, JobSpec.from_dict(run.spec)))
-    except Exception:  # a deleted secret, a lost key: mask what can still be read
-        return await _partial(db, keys, run)
-
-
-async def _partial(db: Database, keys: SecretKeys, run: Run) -> Masker:
+    are now; as much as can be had (a deleted secret, a lost key are left out), never an
+    error. Variables play no part in masking: only the secrets are read."""
     try:
         spec = JobSpec.from_dict(run.spec)
-        _, sealed = await db.read(variable_store.resolve, spec.namespace, references(spec))
+        refs = references(spec)
+        if not refs.secrets:
+            return NO_MASK
+        _, sealed = await db.read(variable_store.resolve, spec.namespace,
+                                  Refs(secrets=refs.secrets))
     except Exception:
         return NO_MASK
+    opened = await asyncio.to_thread(_readable, keys, sealed)
+    return Masker(forms(opened)) if opened else NO_MASK
+
+
+def _readable(keys: SecretKeys, sealed: dict[str, tuple[str, str]]) -> list[str]:
     opened: list[str] = []
     for name, (namespace, data) in sealed.items():
         try:
             opened.append(keys.decrypt(namespace, name, data))
         except Exception:
             continue
-    return Masker(forms(opened))
+    return opened
