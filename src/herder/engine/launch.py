@@ -29,16 +29,17 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
 
 
 def build_env(
-    run: Run, spec: JobSpec, work_dir: Path, *, job_env: dict[str, str] | None = None,
-    params: dict[str, Any] | None = None,
+    run: Run, spec: JobSpec, work_dir: Path, *, job_env: dict[str, str],
+    params: dict[str, Any],
 ) -> dict[str, str]:
-    """Base variables, then the job's env (rendered), then run-time overrides, then herder's
-    own (last, so nothing can shadow them)."""
+    """Base variables, then the job's env, then run-time overrides, then the params, then
+    herder's own (last, so nothing can shadow them); ``job_env`` and ``params`` as rendered
+    (``render_run``)."""
     env = {name: os.environ[name] for name in INHERITED if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(spec.env if job_env is None else job_env)
+    env.update(job_env)
     env.update(run.env)
-    env.update(param_env(run.params if params is None else params))
+    env.update(param_env(params))
     env.update(
         {
             "HERDER_RUN_ID": str(run.id),
