@@ -38,8 +38,10 @@ def test_a_folder_with_a_link_is_refused_before_sending(tmp_path: Path, kind: st
 
 
 def client() -> Client:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"items": [{"id": i} for i in IDS], "next_cursor": None})
+    def answer(request: httpx.Request) -> httpx.Response:  # as the API pages: ids after cursor
+        after, limit = request.url.params["cursor"], int(request.url.params["limit"])
+        found = [{"id": i} for i in sorted(IDS) if i > after]
+        return httpx.Response(200, json={"items": found[:limit], "next_cursor": None})
 
     return Client("http://herder.test", transport=httpx.MockTransport(answer))
 
@@ -49,7 +51,7 @@ def test_ids_from_unique_prefixes() -> None:
         assert resolve(api, "FF" * 32) == "ff" * 32  # a full id needs no lookup
         assert resolve(api, "ababab") == IDS[0]
         assert script_of(api, "ffff:bin/run") == {"bundle": IDS[2], "entrypoint": "bin/run"}
-        with pytest.raises(CliError, match="2 bundles with an id starting 'abab'"):
+        with pytest.raises(CliError, match="more than one bundle with an id starting 'abab'"):
             resolve(api, "abab")
         with pytest.raises(CliError, match="no bundle with an id starting"):
             resolve(api, "0000")

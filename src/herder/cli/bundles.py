@@ -130,10 +130,11 @@ def resolve(api: Client, text: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{4,63}", wanted):
         raise CliError(f"{text[:80]!r} is not a bundle id (hex digits, at least 4; see "
                        "`herder bundle list`)", exit_code=2)
-    ids = [b["id"] for b in api.pages(f"{API}/bundles", {}, all_pages=True)["items"]
-           if str(b.get("id", "")).startswith(wanted)]
+    # Ids sort after any prefix of theirs: the first two after ``wanted`` tell if it is unique.
+    page = api.pages(f"{API}/bundles", {"cursor": wanted, "limit": 2}, all_pages=False)
+    ids = [b["id"] for b in page["items"] if str(b.get("id", "")).startswith(wanted)]
     if len(ids) != 1:
-        found = "no bundle" if not ids else f"{len(ids)} bundles"
+        found = "no bundle" if not ids else "more than one bundle"
         raise CliError(f"{found} with an id starting {wanted!r}; see `herder bundle list`")
     return str(ids[0])
 
