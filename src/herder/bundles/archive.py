@@ -348,8 +348,8 @@ def extract(data: bytes, dest: Path, expected: tuple[Member, ...], limits: Limit
     written: set[str] = set()
     total = [0]
     for entry in _entries(data, limits):
-        member = want.get(entry.name)
-        if member is None or entry.name in written:
+        member = want.get(entry.name)  # twice is refused by ``_entries``
+        if member is None:
             raise BadArchive(f"bundle: member {entry.name!r} was not in the bundle as uploaded")
         path = dest / entry.name
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
