@@ -73,7 +73,7 @@ def _states(conn: Connection, rows: list[Any]) -> list[LockState]:
         sa.select(lock_claims, runs.c.namespace, runs.c.job_name)
         .join(runs, runs.c.id == lock_claims.c.run_id)
         .where(lock_claims.c.lock_id.in_(ids))
-        .order_by(lock_claims.c.granted_at, lock_claims.c.run_id)
+        .order_by(lock_claims.c.granted_at, lock_claims.c.run_id)  # waiters: by run id
     )
     for claim in claims:
         state, job = states[claim.lock_id], f"{claim.namespace}/{claim.job_name}"
@@ -81,8 +81,6 @@ def _states(conn: Connection, rows: list[Any]) -> list[LockState]:
             state.waiters.append(Claim(run_id=claim.run_id, job=job, since=claim.requested_at))
         else:
             state.holders.append(Claim(run_id=claim.run_id, job=job, since=claim.granted_at))
-    for state in states.values():
-        state.waiters.sort(key=lambda claim: claim.run_id)
     declared = conn.execute(
         sa.select(job_locks.c.lock_id, jobs.c.namespace, jobs.c.name)
         .join(jobs, jobs.c.id == job_locks.c.job_id)
