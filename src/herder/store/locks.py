@@ -40,17 +40,17 @@ def serialize(conn: Connection, namespace: str) -> None:
 # Declarations: jobs name locks ------------------------------------------------------------
 
 
-def declare(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> list[Run]:
+def declare(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> None:
     """Record the locks a job declares (after it was created or changed). A lock's slots are
-    the same for every job that names it: ``Conflict`` names the job that disagrees. Answers
-    the runs a raised slot count lets in."""
+    the same for every job that names it: ``Conflict`` names the job that disagrees. The runs
+    a raised slot count lets in go READY, for the dispatcher's next look."""
     dropped = set(
         conn.execute(
             job_locks.delete().where(job_locks.c.job_id == job_id).returning(job_locks.c.lock_id)
         ).scalars()
     )
     if not spec.locks and not dropped:
-        return []
+        return
     serialize(conn, spec.namespace)
     raised = False
     for use in spec.locks:
@@ -76,7 +76,8 @@ def declare(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> list
         conn.execute(job_locks.insert().values(job_id=job_id, lock_id=row.id))
         dropped.discard(row.id)
     forget(conn, dropped)
-    return grant(conn, spec.namespace, now) if raised else []
+    if raised:
+        grant(conn, spec.namespace, now)
 
 
 def undeclare(conn: Connection, job_id: int, namespace: str) -> None:
