@@ -22,7 +22,7 @@ import typer
 from rich.text import Text
 
 from herder.cli import render
-from herder.cli.client import API, ApiError, Client, CliError
+from herder.cli.client import API, Client, CliError, object_path
 from herder.cli.common import ServerOpt, connect, output_of, pairs
 from herder.cli.manifests import (
     API_VERSION,
@@ -38,6 +38,7 @@ from herder.cli.render import Output
 from herder.model.durations import format_duration, parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import NAME_RE
+from herder.model.workflows import refers_to
 
 FilesOpt = Annotated[
     list[str] | None,
@@ -112,7 +113,7 @@ def in_order(manifests: list[Manifest]) -> list[Manifest]:
         for step in (*manifest.spec["steps"], *manifest.spec["on_failure"]):
             nested = step.get("workflow")
             if isinstance(nested, str):
-                ref = nested if "/" in nested else f"{manifest.namespace}/{nested}"
+                ref = "/".join(refers_to(nested, manifest.namespace))
                 if ref in workflows:
                     place(workflows[ref], (*trail, manifest.ref))
         placed.add(manifest.ref)
@@ -122,14 +123,10 @@ def in_order(manifests: list[Manifest]) -> list[Manifest]:
         place(manifest, ())
     return ordered
 
+
 def _live_namespace(api: Client, manifest: Manifest) -> dict[str, Any] | None:
-    try:
-        found = api.get(f"{API}/namespaces/{manifest.name}")
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return _fields(found, manifest)
+    found = api.find("namespace", manifest.name)
+    return None if found is None else _fields(found, manifest)
 
 
 def _fields(job: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -150,7 +147,7 @@ def apply_change(api: Client, change: Change) -> str:
         if change.live is None:
             api.post(f"{API}/namespaces", change.manifest.body)
             return "created"
-        api.send("PATCH", f"{API}/namespaces/{change.manifest.name}",
+        api.send("PATCH", object_path("namespace", change.manifest.name),
                  json={"retention": change.manifest.spec.get("retention")})
         return "updated"
     answer, created = api.put(change.manifest.kind.lower(), change.manifest.ref,

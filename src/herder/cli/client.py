@@ -255,8 +255,8 @@ class Client:
         return self.find("job", ref)
 
     def find(self, kind: str, ref: str) -> dict[str, Any] | None:
-        """The job or workflow (``kind``), or ``None`` when the server has none by that
-        reference."""
+        """The job, workflow or namespace (``kind``), or ``None`` when the server has none by
+        that reference."""
         try:
             return _object(self.get(object_path(kind, ref)))
         except ApiError as exc:
