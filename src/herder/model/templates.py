@@ -272,12 +272,14 @@ def _inspect(tree: nodes.Template) -> Refs:
 def _walk(
     tree: nodes.Node, parents: tuple[nodes.Node, ...]
 ) -> Iterator[tuple[nodes.Node, tuple[nodes.Node, ...]]]:
-    """Every node with its ancestors (iterative: nesting depth costs no stack)."""
+    """Every node with its ancestors, in the order of the text (iterative: nesting depth costs
+    no stack)."""
     stack = [(tree, parents)]
     while stack:
         node, above = stack.pop()
         yield node, above
-        stack.extend((child, (*above, node)) for child in node.iter_child_nodes())
+        children = list(node.iter_child_nodes())
+        stack.extend((child, (*above, node)) for child in reversed(children))
 
 
 def _scope_use(name: nodes.Name, parents: tuple[nodes.Node, ...]) -> str:
@@ -383,19 +385,11 @@ def name_chains(text: str, *, shell: bool) -> list[tuple[str, ...]]:
     _compile(text, shell)  # refuses what does not parse, or what templates may not do
     parsed = (_SHELL_ENV if shell else _ARGV_ENV).parse(text)
     found: list[tuple[str, ...]] = []
-
-    def visit(node: nodes.Node) -> None:
+    for node, parents in _walk(parsed, ()):
         chain = _chain(node)
-        if chain is not None:
+        # ``steps.a`` inside ``steps.a.outputs`` is part of the longer chain, not one of its own
+        if chain is not None and not (parents and _chain(parents[-1]) is not None):
             found.append(chain)
-            return
-        for child in node.iter_child_nodes():
-            visit(child)
-
-    try:
-        visit(parsed)
-    except RecursionError:
-        raise InvalidSpec(TOO_DEEP) from None
     return found
 
 
