@@ -390,10 +390,3 @@ def check_entrypoint(files: tuple[Member, ...], entrypoint: str) -> str:
             "a .sh file (run with bash)"
         )
     return name
-
-
-def argv(entrypoint: str) -> list[str]:
-    """How a run starts its bundle's entry point, from inside the unpacked folder."""
-    if entrypoint.endswith(".sh"):
-        return ["bash", entrypoint]
-    return [f"./{entrypoint}"]
