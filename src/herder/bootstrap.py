@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from herder.api.schemas_access import TokenOut
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import check_name
@@ -17,7 +18,8 @@ from herder.store.migrate import upgrade
 
 def bootstrap(settings: Settings, *, name: str, expires: str | None = None) -> dict[str, Any]:
     """Make an admin token for every namespace; ``ValueError`` saying why not (a usable admin
-    token exists, a bad name). Answers the token's document with its secret."""
+    token exists, a bad name). Answers the token's document with its secret, as
+    ``POST /api/v1/tokens`` does."""
     try:
         check_name(name, what="name")
         lifetime = None if expires is None else parse_duration(expires, field="--expires")
@@ -45,7 +47,4 @@ def bootstrap(settings: Settings, *, name: str, expires: str | None = None) -> d
         token = db.write_sync(create)
     finally:
         db.close()
-    return {"id": token.id, "name": token.name, "namespace": token.namespace,
-            "role": token.role.value, "created_at": token.created_at.isoformat(),
-            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-            "token": format_token(token.id, secret)}
+    return TokenOut.of(token, format_token(token.id, secret)).model_dump(mode="json")
