@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from herder.engine import outputs
+from herder.model import inputs
 from herder.model.errors import InvalidSpec
 
 CHUNK = 64 * 1024
@@ -36,7 +38,7 @@ MAX_NAME = 255  # bytes of one member path, as a folder name limit keeps it sane
 # Ratio checks start above this size: a tiny file of zeros is no bomb.
 RATIO_FLOOR = 1024 * 1024
 # Names a run's working folder keeps for herder (input files, outputs): no bundle may hold them.
-RESERVED = frozenset({"inputs", ".herder-outputs"})
+RESERVED = frozenset({inputs.FOLDER, outputs.FILE_NAME})
 
 
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, zlib.error)
