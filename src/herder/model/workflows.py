@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar, get_args
 
 from herder.model import jobs as rules
@@ -470,9 +471,9 @@ class Workflow:
 
     id: int
     spec: WorkflowSpec
-    created_at: Any
-    updated_at: Any
-    next_run_at: Any = None  # the next slot its schedule fires at, if enabled
+    created_at: datetime
+    updated_at: datetime
+    next_run_at: datetime | None = None  # the next slot its schedule fires at, if enabled
     schedule_state: dict[str, Any] = field(default_factory=dict)
 
     @property
