@@ -103,7 +103,7 @@ def test_delete_a_workflow(shared_server: Server, namespace: str) -> None:
              "steps": [{"name": "inner", "workflow": "etl"}]}
     assert shared_server.client.post(API, json=outer).status_code == 201
     used = error(shared_server.client.delete(f"{API}/{namespace}/etl"), 409)
-    assert f"run as a step by {namespace}/outer" in used["message"]
+    assert f"run as a step by workflow {namespace}/outer" in used["message"]
     assert shared_server.client.delete(f"{API}/{namespace}/outer").status_code == 204
     assert shared_server.client.delete(f"{API}/{namespace}/etl").status_code == 204
     gone = error(shared_server.client.get(f"{API}/{namespace}/etl"), 404)

@@ -89,7 +89,7 @@ def test_nested_workflows_must_exist_and_never_contain_themselves(db: Database) 
     itself = spec("self", steps=[{"name": "me", "workflow": "self"}])
     with pytest.raises(InvalidSpec, match="data/self runs data/self"):
         db.write_sync(store.create, itself, NOW)
-    with pytest.raises(Conflict, match="is run as a step by data/outer"):
+    with pytest.raises(Conflict, match="is run as a step by workflow data/outer"):
         db.write_sync(store.delete, "data/inner")
     db.write_sync(store.delete, "data/outer")
     db.write_sync(store.delete, "data/inner")

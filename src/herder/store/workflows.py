@@ -252,24 +252,20 @@ def nested_in(conn: Connection, workflow: Workflow) -> list[str]:
 
 def refuse_deleting_a_used_job(conn: Connection, job: Job) -> None:
     """``Conflict`` naming the workflows whose steps run ``job``."""
-    users = users_of(conn, "job", job.spec.namespace, job.spec.name)
-    if users:
-        raise Conflict(
-            f"job {job.ref} is run as a step by workflow {', '.join(users[:5])}; change "
-            "those first",
-            details={"used_by": users},
-        )
+    _refuse_while_used(f"job {job.ref}", users_of(conn, "job", job.spec.namespace, job.spec.name))
 
 
 def delete(conn: Connection, ref: str) -> Workflow:
     """Delete a workflow definition; refused while another workflow runs it as a step."""
     workflow = get(conn, ref)
-    users = nested_in(conn, workflow)
-    if users:
-        raise Conflict(
-            f"workflow {workflow.ref} is run as a step by {', '.join(users[:5])}; change "
-            "those first",
-            details={"used_by": users},
-        )
+    _refuse_while_used(f"workflow {workflow.ref}", nested_in(conn, workflow))
     conn.execute(workflows.delete().where(workflows.c.id == workflow.id))
     return workflow
+
+
+def _refuse_while_used(what: str, users: list[str]) -> None:
+    if users:
+        raise Conflict(
+            f"{what} is run as a step by workflow {', '.join(users[:5])}; change those first",
+            details={"used_by": users},
+        )
