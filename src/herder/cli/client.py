@@ -250,10 +250,6 @@ class Client:
     def get_job(self, ref: str) -> dict[str, Any]:
         return _object(self.get(job_path(ref)))
 
-    def find_job(self, ref: str) -> dict[str, Any] | None:
-        """The job, or ``None`` when the server has none by that reference."""
-        return self.find("job", ref)
-
     def find(self, kind: str, ref: str) -> dict[str, Any] | None:
         """The job, workflow or namespace (``kind``), or ``None`` when the server has none by
         that reference."""
@@ -263,10 +259,6 @@ class Client:
             if exc.status == 404 and exc.code == "not_found":
                 return None
             raise
-
-    def put_job(self, ref: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """``PUT /jobs/{ref}``: create or replace; answers the job and whether it was created."""
-        return self.put("job", ref, body)
 
     def put(self, kind: str, ref: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """``PUT /{kind}s/{ref}``: create or replace; answers the object and whether it was
