@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from herder.model.errors import Conflict, NameTaken, NotFound
@@ -54,13 +54,15 @@ def create(
 
 
 def set_retention(conn: Connection, name: str, retention: dict[str, Any] | None) -> dict[str, Any]:
-    """Give the namespace's jobs that set no retention this one (None: the server's)."""
-    done = conn.execute(
+    """Give the namespace's jobs that set no retention this one (None: the server's); answers
+    the namespace without ``holds`` (counting them is for GET of one)."""
+    row = conn.execute(
         namespaces.update().where(namespaces.c.name == name).values(retention=retention)
-    )
-    if not done.rowcount:
+        .returning(*namespaces.c)
+    ).first()
+    if row is None:
         raise NotFound(missing(name), details={"namespace": name[:63]})
-    return get(conn, name)
+    return _document(row)
 
 
 def retentions(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -89,8 +91,7 @@ def get(conn: Connection, name: str) -> dict[str, Any]:
     row = conn.execute(sa.select(namespaces).where(namespaces.c.name == name)).first()
     if row is None:
         raise NotFound(missing(name), details={"namespace": name[:63]})
-    return {"name": row.name, "created_at": row.created_at, "retention": row.retention,
-            "holds": holdings(conn, name)}
+    return {**_document(row), "holds": holdings(conn, name)}
 
 
 def search(
@@ -102,8 +103,11 @@ def search(
         query = query.where(namespaces.c.name.in_(sorted(readable)))
     if after is not None:
         query = query.where(namespaces.c.name > after)
-    return [{"name": row.name, "created_at": row.created_at, "retention": row.retention}
-            for row in conn.execute(query)]
+    return [_document(row) for row in conn.execute(query)]
+
+
+def _document(row: Row[Any]) -> dict[str, Any]:
+    return {"name": row.name, "created_at": row.created_at, "retention": row.retention}
 
 
 def holdings(conn: Connection, name: str) -> dict[str, int]:
