@@ -111,9 +111,9 @@ class Principal:
     def describe(self) -> str:
         if self.open:
             return "an open server"
-        if self.token_id is None:
-            return f"{self.name} ({self.role.value if self.role else 'no role'})"
         role = self.role.value if self.role else "no role"
+        if self.token_id is None:
+            return f"{self.name} ({role})"
         return f"token {self.token_id} ({self.name}, {role} in {self.namespace})"
 
 
