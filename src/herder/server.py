@@ -87,6 +87,7 @@ def _shown(url: str) -> str:
     except sa_exc.ArgumentError:
         return url[:200]
 
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only (a name other than ``localhost``
     could resolve anywhere, so it is not)."""
