@@ -12,7 +12,7 @@ run-time controls (retry, rerun, skip) in ``model.workflow_controls``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,7 +210,9 @@ class _Round:
         return None
 
     @staticmethod
-    def _to_start(again: list[int], started: Mapping[int, StepState], count: int) -> Any:
+    def _to_start(
+        again: list[int], started: Mapping[int, StepState], count: int
+    ) -> Iterator[int]:
         """Items to start, in index order: those to run again, then those never started."""
         yield from sorted(again)
         # Items start in index order, so those never started usually follow the last one.
