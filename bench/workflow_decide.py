@@ -3,7 +3,7 @@
 The engine will call ``model.workflow_runs.decide`` once per step run that ends; this drives a
 100-step chain and a 1,000-wide fan-out of ``true`` steps the same way (decide, apply the
 starts, end one step run, decide again) and prints the time per step. The whole per-step budget
-(``bench/workflow_overhead.py``, with the engine) is 2 ms.
+(``bench/workflow_overhead.py``, with the engine, to come) is 2 ms.
 
     .venv/bin/python bench/workflow_decide.py [--width 1000] [--chain 100]
 """
