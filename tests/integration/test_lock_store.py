@@ -186,6 +186,16 @@ def test_raising_the_slots_lets_waiters_in_and_unused_locks_go(db: Database) -> 
         _lock(db, "scratch")
 
 
+def test_a_lock_no_job_declares_goes_when_its_last_claim_does(db: Database) -> None:
+    _job(db, "one", ["pool"])
+    held, waiting = _submit(db, "one"), _submit(db, "one")
+    _job(db, "one", [])  # the runs keep the locks their frozen spec names
+    assert _end(db, held.id) == [waiting.id]
+    _end(db, waiting.id)
+    with pytest.raises(NotFound, match="no lock named 'pool'"):
+        _lock(db, "pool")
+
+
 def test_force_release_lets_the_next_in_and_the_run_goes_on(db: Database) -> None:
     _job(db, "migrate", ["db"])
     first, second = _submit(db, "migrate"), _submit(db, "migrate")

@@ -134,10 +134,15 @@ def request(conn: Connection, run: Run, now: datetime) -> list[Run]:
 
 def release(conn: Connection, run: Run, now: datetime) -> list[Run]:
     """Give back every lock ``run`` holds or waits for (it has ended); answers the runs that
-    this lets in."""
+    this lets in. A lock no job declares any more goes with its last claim."""
     serialize(conn, run.namespace)
-    deleted = conn.execute(lock_claims.delete().where(lock_claims.c.run_id == run.id)).rowcount
-    return grant(conn, run.namespace, now) if deleted else []
+    given = list(conn.execute(
+        lock_claims.delete().where(lock_claims.c.run_id == run.id).returning(lock_claims.c.lock_id)
+    ).scalars())
+    if not given:
+        return []
+    forget(conn, given)
+    return grant(conn, run.namespace, now)
 
 
 def force_release(
