@@ -47,9 +47,12 @@ def _columns(kind: Kind) -> list[sa.Column[Any]]:
     return [c for c in table.c if c.name != "ciphertext"]
 
 
+def _where(namespace: str) -> str:
+    return "globally" if namespace == GLOBAL else f"in namespace {namespace!r}"
+
+
 def missing_message(kind: Kind, namespace: str, name: str) -> str:
-    where = "globally" if namespace == GLOBAL else f"in namespace {namespace!r}"
-    return f"no {kind} named {name!r} {where}"
+    return f"no {kind} named {name!r} {_where(namespace)}"
 
 
 def get(conn: Connection, kind: Kind, namespace: str, name: str) -> Variable:
@@ -75,19 +78,18 @@ def create(
     """Insert; ``NameTaken`` if the scope already has one by that name. ``stored`` is the value
     of a variable, the ciphertext of a secret."""
     try:
-        conn.execute(
+        row = conn.execute(
             _table(kind).insert().values(
                 namespace=namespace, name=name, created_at=now, updated_at=now,
                 **_fields(kind, stored, key_id),
-            )
-        )
+            ).returning(*_columns(kind))
+        ).one()
     except IntegrityError as exc:
-        where = "globally" if namespace == GLOBAL else f"in namespace {namespace!r}"
         raise NameTaken(
-            f"a {kind} named {name!r} already exists {where}; PUT replaces it",
+            f"a {kind} named {name!r} already exists {_where(namespace)}; PUT replaces it",
             details={"namespace": namespace, "name": name},
         ) from exc
-    return get(conn, kind, namespace, name)
+    return _row(kind, row)
 
 
 def put(
@@ -96,13 +98,14 @@ def put(
 ) -> tuple[Variable, bool]:
     """Create or replace; answers it and whether it was created."""
     table = _table(kind)
-    done = conn.execute(
+    row = conn.execute(
         table.update()
         .where(table.c.namespace == namespace, table.c.name == name)
         .values(updated_at=now, **_fields(kind, stored, key_id))
-    )
-    if done.rowcount:
-        return get(conn, kind, namespace, name), False
+        .returning(*_columns(kind))
+    ).first()
+    if row is not None:
+        return _row(kind, row), False
     return create(conn, kind, namespace, name, stored, key_id=key_id, now=now), True
 
 
