@@ -58,8 +58,8 @@ def test_search_by_namespace_label_text_and_pages(db: Database) -> None:
     page = db.read_sync(store.search, limit=2)
     rest = db.read_sync(store.search, after_id=page[-1].id)
     assert [w.spec.name for w in page + rest] == ["w0", "w1", "w2", "other"]
-    assert db.read_sync(store.search, namespaces=frozenset({"ops"}))[0].spec.name == "other"
-    assert db.read_sync(store.search, namespaces=frozenset()) == []
+    assert db.read_sync(store.search, readable=frozenset({"ops"}))[0].spec.name == "other"
+    assert db.read_sync(store.search, readable=frozenset()) == []
 
 
 def test_a_step_running_a_missing_job_or_an_undeclared_param_is_refused(db: Database) -> None:

@@ -202,20 +202,20 @@ def search(
     conn: Connection,
     *,
     namespace: str | None = None,
-    namespaces: frozenset[str] | None = None,
     labels: dict[str, str] | None = None,
     enabled: bool | None = None,
     q: str | None = None,
     limit: int = 100,
     after_id: int | None = None,
+    readable: frozenset[str] | None = None,
 ) -> list[Workflow]:
-    """Workflows in id order; ``after_id`` is the cursor. ``namespaces``: only these (what
-    the caller may read; None for all)."""
+    """Workflows in id order; ``after_id`` is the cursor. ``readable`` (None: all) keeps to
+    the namespaces the caller may read, as ``store.jobs.search`` does."""
     query = sa.select(workflows).order_by(workflows.c.id).limit(limit)
     if namespace is not None:
         query = query.where(workflows.c.namespace == namespace)
-    if namespaces is not None:
-        query = query.where(workflows.c.namespace.in_(sorted(namespaces)))
+    if readable is not None:
+        query = query.where(workflows.c.namespace.in_(sorted(readable)))
     if enabled is not None:
         query = query.where(workflows.c.enabled == enabled)
     if after_id is not None:

@@ -96,9 +96,8 @@ async def list_workflows(
 ) -> Page[WorkflowOut]:
     """Workflows in id order, filtered; ``next_cursor`` pages on."""
     found = await db.read(
-        store.search, namespace=namespace, namespaces=principal.readable(),
-        labels=parse_labels(label), enabled=enabled, q=q, limit=limit + 1,
-        after_id=parse_cursor(cursor),
+        store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
+        q=q, limit=limit + 1, after_id=parse_cursor(cursor), readable=principal.readable(),
     )
     return Page[WorkflowOut].of(found, limit, WorkflowOut.of)
 
