@@ -390,7 +390,7 @@ class Engine:
             self._maskers[run.id] = mask  # NO_MASK too: its end need not look again
             context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
                                     spec=spec)
-            argv = await self.workspace.stage(run, context.work_dir, has_files=has_files)
+            argv = await self.workspace.stage(run, spec, context.work_dir, has_files=has_files)
             if argv is not None:  # a script: its entry point may be the bundle's own
                 context = dataclasses.replace(context, argv=argv)
             backend = await self.backend(run.backend)

@@ -51,13 +51,15 @@ class Workspace:
             self._cache.popitem(last=False)
         return bundle, data
 
-    async def stage(self, run: Run, work_dir: Path, *, has_files: bool) -> list[str] | None:
-        """Unpack the run's bundle (if its job has a script) and write its input files (if it
-        has any); answers the argv that starts the bundle's entry point (None: no script).
-        Raises ``InvalidSpec`` (the run then ends PROC_ERROR with the message)."""
-        if run.spec.get("script") is None and not has_files:
-            return None  # the common case costs one dict lookup
-        spec = JobSpec.from_dict(run.spec)
+    async def stage(
+        self, run: Run, spec: JobSpec, work_dir: Path, *, has_files: bool
+    ) -> list[str] | None:
+        """Unpack the run's bundle (if ``spec``, its frozen job spec, has a script) and write
+        its input files (if it has any); answers the argv that starts the bundle's entry point
+        (None: no script). Raises ``InvalidSpec`` (the run then ends PROC_ERROR with the
+        message)."""
+        if spec.script is None and not has_files:
+            return None  # the common case costs nothing
         bundle, argv = None, None
         if spec.script is not None:
             try:
