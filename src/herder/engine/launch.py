@@ -12,7 +12,7 @@ from herder.logs import LogStore
 from herder.model import inputs
 from herder.model.jobs import JobSpec, render_run
 from herder.model.runs import Run
-from herder.model.variables import NO_VALUES, Values
+from herder.model.variables import Values
 
 # Taken from the server's own environment; nothing else is inherited (no tokens, no DB URLs).
 INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR")
@@ -57,7 +57,7 @@ def build_env(
     return env
 
 
-def template_context(run: Run, spec: JobSpec, values: Values = NO_VALUES) -> dict[str, Any]:
+def template_context(run: Run, spec: JobSpec, values: Values) -> dict[str, Any]:
     """What templates see, except ``params`` (rendered first, from this context)."""
     return {
         **values.context(),
@@ -71,15 +71,14 @@ def template_context(run: Run, spec: JobSpec, values: Values = NO_VALUES) -> dic
 
 
 def build_context(
-    run: Run, data_dir: Path, logs: LogStore, values: Values = NO_VALUES,
-    masks: tuple[str, ...] = (), spec: JobSpec | None = None,
+    run: Run, data_dir: Path, logs: LogStore, values: Values, masks: tuple[str, ...], *,
+    spec: JobSpec,
 ) -> RunContext:
     """Render the params, the job's env and the command, and name the run's folders (the
     backend creates them where the run executes). Raises ``InvalidSpec`` for a template that
     cannot be rendered (the run then ends PROC_ERROR with that message). ``masks`` are the
-    strings the backend hides in the run's logs (its secrets); ``spec`` is the run's frozen spec,
-    when the caller has read it already."""
-    spec = spec or JobSpec.from_dict(run.spec)
+    strings the backend hides in the run's logs (its secrets); ``spec`` is the run's frozen spec
+    (``run.spec``, as the caller read it)."""
     argv, job_env, params = render_run(spec, run.params, template_context(run, spec, values))
     work_dir = outputs.work_dir(data_dir, run.id)
     log_dir = logs.run_dir(run.id)
