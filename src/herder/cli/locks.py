@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from herder.cli import render
-from herder.cli.client import API, Client, CliError, object_path
+from herder.cli.client import API, CliError, object_path
 from herder.cli.common import AllPagesOpt, OutputOpt, ServerOpt, connect, output_of
 from herder.cli.render import Output, cell, relative
 
@@ -85,16 +85,12 @@ def release(
     waiters get the lock at once."""
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
-        after = _release(api, lock_path(lock, namespace, "holders", str(run_id)))
+        after = _object(api.request("DELETE", lock_path(lock, namespace, "holders", str(run_id))))
     if fmt is not Output.TABLE:
         render.emit(after, fmt)
         return
     render.hint(f"lock {after.get('ref')} taken from run {run_id}; the run goes on")
     render.out().print(lock_panel(after))
-
-
-def _release(api: Client, path: str) -> dict[str, Any]:
-    return _object(api.request("DELETE", path))
 
 
 def _object(body: Any) -> dict[str, Any]:
