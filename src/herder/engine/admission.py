@@ -145,6 +145,17 @@ def _unlock(conn: Connection, run: Run, now: datetime) -> Admitted:
     return Admitted(created=lock_store.release(conn, run, now))
 
 
+def before_ending(conn: Connection, run: Run) -> None:
+    """Before a run that is not launched and names locks is ended here (a cancel): its row is
+    one that lock grants write, so take the row locks in this module's order first (its job's,
+    the namespace's lock decisions, then the run's own)."""
+    if not uses_of(run.spec) or run.status in LAUNCHED:
+        return
+    if run.job_id is not None and run.spec.get("concurrency") != "allow":
+        job_store.lock(conn, run.job_id)
+    lock_store.serialize(conn, run.namespace)
+
+
 def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
     """Cancel ``old`` for a newer run: at once if it was not launched, else via its backend."""
     if uses_of(old.spec):  # the namespace's lock decisions before the run's row, as grants do
@@ -210,10 +221,9 @@ def release(conn: Connection, job: Job, now: datetime) -> Admitted:
     else:
         free = MAX_ACTIVE
     done = Admitted()
-    for run_id in run_store.waiting(conn, job.id, max(free, 0)):
-        run = run_store.get(conn, run_id)
+    for run in run_store.waiting(conn, job.id, max(free, 0)):
         done.created.append(
             _lock(conn, run, now) if uses_of(run.spec)
-            else run_store.set_status(conn, run_id, RunStatus.READY)
+            else run_store.set_status(conn, run.id, RunStatus.READY)
         )
     return done

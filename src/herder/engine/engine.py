@@ -42,7 +42,6 @@ from herder.logs import LogStore
 from herder.masking import Masker
 from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec, RunLost
 from herder.model.jobs import Job, JobSpec, check_env, merge_params
-from herder.model.locks import uses_of
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
 from herder.secret_keys import SecretKeys
@@ -239,14 +238,7 @@ class Engine:
 
         def request(conn: Any) -> tuple[Run, Admitted]:
             now = self.clock()
-            current = run_store.get(conn, run_id)
-            if uses_of(current.spec) and current.status not in LAUNCHED:
-                # It ends here, and its row is one lock grants write: take the row locks in the
-                # order of engine.admission (its job's, the namespace's lock decisions, then
-                # the run's own).
-                if current.job_id is not None and current.spec.get("concurrency") != "allow":
-                    job_store.lock(conn, current.job_id)
-                lock_store.serialize(conn, current.namespace)
+            admission.before_ending(conn, run_store.get(conn, run_id))
             run = run_store.request_cancel(conn, run_id, force=force, now=now)
             ended = admission.after_end(conn, run, now) if run.status.terminal else Admitted()
             return run, ended

@@ -532,7 +532,7 @@ _OCCUPYING = (
 )
 # The runs waiting for a concurrency slot of their job (not those waiting for locks).
 _WAITING = (
-    sa.select(runs.c.id)
+    sa.select(runs)
     .where(
         runs.c.job_id == sa.bindparam("job_id"),
         runs.c.status == RunStatus.WAITING.value,
@@ -541,6 +541,7 @@ _WAITING = (
     .order_by(runs.c.id)
     .limit(sa.bindparam("limit"))
 )
+_ANY_WAITING = _WAITING.with_only_columns(runs.c.id)
 
 
 def occupying(conn: Connection, job_id: int) -> list[Run]:
@@ -549,13 +550,14 @@ def occupying(conn: Connection, job_id: int) -> list[Run]:
     return [row_to_run(row) for row in conn.execute(_OCCUPYING, {"job_id": job_id})]
 
 
-def waiting(conn: Connection, job_id: int, limit: int) -> list[int]:
-    """Ids of the job's oldest runs WAITING for a concurrency slot."""
-    return list(conn.execute(_WAITING, {"job_id": job_id, "limit": limit}).scalars())
+def waiting(conn: Connection, job_id: int, limit: int) -> list[Run]:
+    """The job's oldest runs WAITING for a concurrency slot."""
+    return [row_to_run(row) for row in conn.execute(_WAITING, {"job_id": job_id, "limit": limit})]
 
 
 def has_waiting(conn: Connection, job_id: int) -> bool:
-    return bool(waiting(conn, job_id, 1))
+    found = conn.execute(_ANY_WAITING, {"job_id": job_id, "limit": 1}).first()
+    return found is not None
 
 
 def slot_runs(
