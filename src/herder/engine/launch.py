@@ -10,7 +10,7 @@ from herder.backends.base import RunContext
 from herder.engine import outputs
 from herder.logs import LogStore
 from herder.model import inputs
-from herder.model.jobs import JobSpec, render_run
+from herder.model.jobs import JobSpec, render_run, run_context
 from herder.model.runs import Run
 from herder.model.variables import Values
 
@@ -61,12 +61,7 @@ def template_context(run: Run, spec: JobSpec, values: Values) -> dict[str, Any]:
     """What templates see, except ``params`` (rendered first, from this context)."""
     return {
         **values.context(),
-        "run": {
-            "id": run.id,
-            "attempt": run.attempt,
-            "scheduled_for": run.scheduled_for.isoformat() if run.scheduled_for else "",
-        },
-        "job": {"name": spec.name, "namespace": spec.namespace},
+        **run_context(spec, run_id=run.id, attempt=run.attempt, scheduled_for=run.scheduled_for),
     }
 
 

@@ -398,13 +398,27 @@ def render_run(
     return render_command(spec, full), render_env(spec, full), rendered
 
 
+def run_context(
+    spec: JobSpec, *, run_id: int, attempt: int, scheduled_for: datetime | None
+) -> dict[str, Any]:
+    """What templates see of the run and its job (``run.id``, ``job.name``, …): one shape
+    for the runs and for the check on save."""
+    return {
+        "run": {
+            "id": run_id,
+            "attempt": attempt,
+            "scheduled_for": scheduled_for.isoformat() if scheduled_for else "",
+        },
+        "job": {"name": spec.name, "namespace": spec.namespace},
+    }
+
+
 def check_renders(spec: JobSpec) -> None:
     """Render the command once with the job's own param defaults, so a template that can never
     work (an unknown param, a value used unquoted in a shell) is refused when the job is saved.
     Variables and secrets are stood in for here; whether they exist is the store's to say."""
     sample = {
-        "run": {"id": 1, "attempt": 1, "scheduled_for": ""},
-        "job": {"name": spec.name, "namespace": spec.namespace},
+        **run_context(spec, run_id=1, attempt=1, scheduled_for=None),
         **sample_values(references(spec)),
     }
     render_run(spec, spec.params, sample)
