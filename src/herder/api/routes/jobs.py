@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
@@ -105,9 +106,16 @@ async def replace_job(
     return JobOut.of(job)
 
 
-@router.get("", response_model=Page[JobOut])
-async def list_jobs(
-    db: DbDep,
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The filters and page of a list of definitions (jobs, workflows), as the store's
+    ``search`` takes them: ``Listing.limit`` is the page, ``search`` reads one more."""
+
+    limit: int
+    search: dict[str, Any]
+
+
+async def listing(
     principal: PrincipalDep,
     namespace: str | None = None,
     label: Annotated[list[str], Query(description="k=v, repeatable")] = [],  # noqa: B006
@@ -115,13 +123,21 @@ async def list_jobs(
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-) -> Page[JobOut]:
+) -> Listing:
+    return Listing(limit=limit, search={
+        "namespace": namespace, "labels": parse_labels(label), "enabled": enabled, "q": q,
+        "limit": limit + 1, "after_id": parse_cursor(cursor), "readable": principal.readable(),
+    })
+
+
+ListingDep = Annotated[Listing, Depends(listing)]
+
+
+@router.get("", response_model=Page[JobOut])
+async def list_jobs(db: DbDep, query: ListingDep) -> Page[JobOut]:
     """Jobs in id order, filtered; ``next_cursor`` pages on."""
-    found = await db.read(
-        job_store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
-        q=q, limit=limit + 1, after_id=parse_cursor(cursor), readable=principal.readable(),
-    )
-    return Page[JobOut].of(found, limit, JobOut.of)
+    found = await db.read(job_store.search, **query.search)
+    return Page[JobOut].of(found, query.limit, JobOut.of)
 
 
 @router.post("/{ref:path}/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)

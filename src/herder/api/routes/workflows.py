@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
-from herder.api.routes.jobs import parse_cursor, parse_labels
+from herder.api.routes.jobs import ListingDep
 from herder.api.schemas import Page
 from herder.api.workflow_schemas import WorkflowIn, WorkflowOut, WorkflowPatch
 from herder.model.errors import Conflict, InvalidSpec
@@ -84,22 +83,10 @@ async def replace_workflow(
 
 
 @router.get("", response_model=Page[WorkflowOut])
-async def list_workflows(
-    db: DbDep,
-    principal: PrincipalDep,
-    namespace: str | None = None,
-    label: Annotated[list[str], Query(description="k=v, repeatable")] = [],  # noqa: B006
-    enabled: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
-) -> Page[WorkflowOut]:
+async def list_workflows(db: DbDep, query: ListingDep) -> Page[WorkflowOut]:
     """Workflows in id order, filtered; ``next_cursor`` pages on."""
-    found = await db.read(
-        store.search, namespace=namespace, labels=parse_labels(label), enabled=enabled,
-        q=q, limit=limit + 1, after_id=parse_cursor(cursor), readable=principal.readable(),
-    )
-    return Page[WorkflowOut].of(found, limit, WorkflowOut.of)
+    found = await db.read(store.search, **query.search)
+    return Page[WorkflowOut].of(found, query.limit, WorkflowOut.of)
 
 
 @router.post("/{ref:path}/enable", response_model=WorkflowOut)
