@@ -164,3 +164,12 @@ def test_hostile_refs_and_cursors_answer_4xx(shared_server: Server) -> None:
         "cursor: not a cursor this server gave out")
     assert shared_server.client.post(API, content=b"{", headers={
         "content-type": "application/json"}).status_code == 400
+
+
+def test_a_workflow_in_a_new_namespace_makes_it(shared_server: Server) -> None:
+    """As a job does: the namespace exists once something lives in it (an open server may
+    create namespaces)."""
+    body = {"name": "solo", "namespace": "wf-only", "steps": [{"name": "a", "command": "true"}]}
+    assert shared_server.client.post(API, json=body).status_code == 201
+    answer = shared_server.client.get("/api/v1/namespaces/wf-only")
+    assert answer.status_code == 200 and answer.json()["holds"] == {"workflows": 1}

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
+from herder.api.routes import namespaces
 from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
 from herder.api.views import run_out
 from herder.engine import scheduler
@@ -61,8 +62,7 @@ def may_place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -
                     missing=namespace_store.missing(spec.namespace),
                     details={"namespace": spec.namespace})
     principal.note(f"{spec.namespace}/{spec.name}")
-    namespace_store.ensure(conn, spec.namespace, now,
-                           create_missing=principal.everywhere(Permission.ADMIN))
+    namespaces.ensure(conn, principal, spec.namespace, now)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)

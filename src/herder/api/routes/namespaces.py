@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.engine import Connection
 
 from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import EngineDep
@@ -19,6 +21,13 @@ from herder.model.runs import Run
 from herder.store import namespaces as namespace_store
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
+
+
+def ensure(conn: Connection, principal: Principal, namespace: str, now: datetime) -> None:
+    """Before an object is put in ``namespace``: make it exist, created for a caller who may
+    create namespaces (an admin of every one), else ``NotFound`` saying how to create it."""
+    namespace_store.ensure(conn, namespace, now,
+                           create_missing=principal.everywhere(Permission.ADMIN))
 
 
 def _only_global_admin(principal: Principal, doing: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import datetime
 
 from fastapi import APIRouter, Response, status
 from pydantic import ValidationError
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Connection
 from herder.api.auth import Permission, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
+from herder.api.routes import namespaces
 from herder.api.routes.jobs import ListingDep
 from herder.api.schemas import Page
 from herder.api.workflow_schemas import WorkflowIn, WorkflowOut, WorkflowPatch
@@ -33,6 +35,15 @@ def _may_edit(principal: PrincipalDep, spec: WorkflowSpec) -> None:
     missing = store.not_found(spec.ref)
     principal.check(Permission.EDIT, spec.namespace, missing=missing.message,
                     details=missing.details)
+    principal.note(spec.ref)
+
+
+def _placed(
+    conn: Connection, principal: PrincipalDep, spec: WorkflowSpec, now: datetime
+) -> WorkflowSpec:
+    """``spec``, once its namespace exists (made for a caller who may create namespaces)."""
+    namespaces.ensure(conn, principal, spec.namespace, now)
+    return spec
 
 
 def _reader(principal: PrincipalDep) -> store.MayRead:
@@ -56,9 +67,12 @@ async def create_workflow(
     step at fault if it is not a graph that can run (or runs a job that does not exist)."""
     spec = await checked(body)
     _may_edit(principal, spec)
-    return WorkflowOut.of(
-        await engine.db.write(store.create, spec, engine.clock(), _reader(principal))
-    )
+
+    def create(conn: Connection) -> Workflow:
+        now = engine.clock()
+        return store.create(conn, _placed(conn, principal, spec, now), now, _reader(principal))
+
+    return WorkflowOut.of(await engine.db.write(create))
 
 
 @router.put("/{ref:path}", response_model=WorkflowOut, responses={201: {"model": WorkflowOut}})
@@ -72,10 +86,12 @@ async def replace_workflow(
     _may_edit(principal, spec)
 
     def apply(conn: Connection) -> tuple[Workflow, bool]:
+        now = engine.clock()
+        placed = _placed(conn, principal, spec, now)
         if job_store.is_id(ref):
             old = _found(conn, ref, principal, Permission.EDIT)
-            return store.update(conn, old.id, spec, engine.clock(), _reader(principal)), False
-        return store.replace(conn, spec, engine.clock(), _reader(principal))
+            return store.update(conn, old.id, placed, now, _reader(principal)), False
+        return store.replace(conn, placed, now, _reader(principal))
 
     workflow, created = await engine.db.write(apply)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -140,7 +156,9 @@ async def patch_workflow(
         if current.updated_at != old.updated_at:  # checked outside the write: still the same?
             raise Conflict(f"workflow {current.ref} changed while this change was checked; "
                            "send it again")
-        return store.update(conn, current.id, spec, engine.clock(), _reader(principal))
+        now = engine.clock()
+        return store.update(conn, current.id, _placed(conn, principal, spec, now), now,
+                            _reader(principal))
 
     return WorkflowOut.of(await engine.db.write(patch))
 
