@@ -97,14 +97,18 @@ class Pruner:
             if not ids:
                 return deleted
             gone = await self.db.write(run_store.delete, ids)
-            await asyncio.to_thread(self._remove_files, gone)
+            await self.remove_files(gone)
+            if gone:
+                log.info("pruned %d runs by retention", len(gone), extra={"action": "prune"})
             deleted += len(gone)
             if len(ids) < BATCH:
                 return deleted
 
-    def _remove_files(self, gone: list[Run]) -> None:
+    async def remove_files(self, gone: list[Run]) -> None:
+        """Remove the log and working folders of runs whose rows are gone (on a thread)."""
+        await asyncio.to_thread(self._remove_folders, gone)
+
+    def _remove_folders(self, gone: list[Run]) -> None:
         for run in gone:
             for folder in self.folders_of(run):
                 shutil.rmtree(folder, ignore_errors=True)
-        if gone:
-            log.info("pruned %d runs by retention", len(gone), extra={"action": "prune"})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from datetime import datetime
 from typing import Annotated
 
@@ -14,10 +12,8 @@ from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import EngineDep
 from herder.api.schemas import Page
 from herder.api.schemas_access import NamespaceIn, NamespaceOut, NamespacePatch
-from herder.engine.engine import Engine
 from herder.model.errors import Forbidden, NotFound
 from herder.model.jobs import NAME_RE
-from herder.model.runs import Run
 from herder.store import namespaces as namespace_store
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
@@ -103,12 +99,7 @@ async def delete_namespace(
                     details={"namespace": name[:63]})
     _only_global_admin(principal, "deleting")
     gone = await engine.db.write(namespace_store.delete, _name(name), force=force)
-    await asyncio.to_thread(_remove_files, engine, gone)
+    await engine.pruner.remove_files(gone)
     engine.jobs_changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-
-def _remove_files(engine: Engine, gone: list[Run]) -> None:
-    for run in gone:
-        for folder in engine.pruner.folders_of(run):
-            shutil.rmtree(folder, ignore_errors=True)
