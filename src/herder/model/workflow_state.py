@@ -194,3 +194,36 @@ def foreach_status(items: list[StepState]) -> RunStatus:
     if statuses and all(s is RunStatus.SKIPPED for s in statuses):
         return RunStatus.SKIPPED
     return RunStatus.SUCCESS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowRun:
+    """One run of a workflow, as the store keeps it. Its steps are runs (``Run.step``);
+    ``spec`` is the workflow as it was when the run started (its JSON form)."""
+
+    id: int
+    workflow_id: int | None
+    namespace: str
+    workflow_name: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
+    status: WorkflowStatus
+    reason: str
+    trigger: str
+    submitter: str | None
+    scheduled_for: Any
+    parent_run_id: int | None
+    parent_step: str | None
+    parent_item: int
+    parent_attempt: int
+    rerun_of: int | None
+    floors: dict[str, int]
+    created_at: Any
+    updated_at: Any
+    finished_at: Any
+    paused_at: Any
+    cancel_requested_at: Any
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.workflow_name}"
