@@ -477,12 +477,9 @@ class Engine:
                 continue
             try:
                 while True:
-                    claimed = await self.db.write(
-                        run_store.claim_ready, self.owner, self.dispatch_batch,
-                        epoch=self.epoch, now=self.clock() + LEAD,
-                    )
-                    with_files = await self.db.read(
-                        file_store.runs_with_files, [run.id for run in claimed]
+                    claimed, with_files = await self.db.write(
+                        _claim, self.owner, self.dispatch_batch, epoch=self.epoch,
+                        now=self.clock() + LEAD,
                     )
                     for run in claimed:
                         self._spawn_run_task(run.id, self._launch(run, run.id in with_files))
@@ -755,6 +752,15 @@ class Engine:
                           extra={"action": "lock_grant_failed"})
             return
         await self._admitted(Admitted(created=granted))
+
+
+def _claim(
+    conn: Any, owner: str, limit: int, *, epoch: int, now: datetime
+) -> tuple[list[Run], set[int]]:
+    """Claim READY runs, and say which have input files, in one transaction (a read after
+    it would cost each run's start another trip through a thread)."""
+    claimed = run_store.claim_ready(conn, owner, limit, epoch=epoch, now=now)
+    return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
 
 
 def _next_times(

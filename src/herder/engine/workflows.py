@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Row
 
 from herder.engine import admission
@@ -26,6 +27,7 @@ from herder.model.errors import Conflict, HerderError, InvalidSpec, InvalidTrans
 from herder.model.jobs import JobSpec, check_env, merge_params
 from herder.model.runs import LAUNCHED, Run, RunStatus, Trigger
 from herder.model.workflow_controls import can_skip, rerun_from_failed, retry_step
+from herder.model.workflow_graph import visibility
 from herder.model.workflow_runs import Decision, Mark, Start, decide
 from herder.model.workflow_state import (
     AS_STEP,
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 # policy, a template that cannot be rendered) lets the next decision go further.
 MAX_ROUNDS = 64
 # A frozen spec never changes: parsed once per workflow run, with its lineage.
-_FROZEN: dict[int, tuple[WorkflowSpec, list[int]]] = {}
+_FROZEN: dict[tuple[int, int], tuple[WorkflowSpec, list[int]]] = {}
 _FROZEN_MAX = 4096
 _ADVANCING = "herder_advancing"  # conn.info: workflow runs being advanced by this transaction
 _AGAIN = "herder_advance_again"  # ... and those that changed meanwhile (decide once more)
@@ -115,6 +117,7 @@ def step_ended(conn: Connection, run: Run, now: datetime) -> Admitted:
     transaction. A failure here must not keep the run from ending: it is rolled back alone,
     logged, and the engine's sweep decides again later."""
     assert run.workflow_run_id is not None
+    note(conn, run.workflow_run_id, runs=[run])
     try:
         with conn.begin_nested():
             return advance(conn, run.workflow_run_id, now)
@@ -155,77 +158,176 @@ class _Loaded:
     run: WorkflowRun
     spec: WorkflowSpec
     states: dict[str, StepState]
-    current: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)  # run or child
-    attempts: dict[str, int] = field(default_factory=dict)  # highest attempt of each step
+    index: StepIndex
+
+    def where(self, step: str, item: int) -> tuple[str, int] | None:
+        """The step's (or item's) current run, ``("run", id)``, or its nested workflow run,
+        ``("child", id)``; None when it has none above its floor."""
+        found = self.index.latest.get(step, {}).get(item)
+        if found is None or found[0].attempt <= self.run.floors.get(step, 0):
+            return None
+        return found[1]
+
+    def attempt(self, step: str) -> int:
+        """The highest attempt the step (any of its items) has had."""
+        return max((s.attempt for s, _ in self.index.latest.get(step, {}).values()), default=0)
+
+
+def _key(conn: Connection, run_id: int) -> tuple[int, int]:
+    # Keyed by store too: tests (and tools) may run several stores in one process.
+    return id(conn.engine), run_id
 
 
 def _frozen(conn: Connection, run: WorkflowRun) -> tuple[WorkflowSpec, list[int]]:
-    found = _FROZEN.get(run.id)
+    key = _key(conn, run.id)
+    found = _FROZEN.get(key)
     if found is None:
         if len(_FROZEN) >= _FROZEN_MAX:
             _FROZEN.clear()
-        found = _FROZEN[run.id] = (from_dict(run.spec), store.lineage(conn, run))
+        spec = from_dict(run.spec if run.spec else store.get(conn, run.id).spec)
+        spec.memo["visibility"] = visibility(spec)
+        found = _FROZEN[key] = (spec, store.lineage(conn, run))
     return found
 
 
+class StepIndex:
+    """The latest run of each step and item of a workflow run (and of the runs it reran), as
+    found in the store: ``{step: {item: (attempt, status, outputs, (kind, id))}}``, kind
+    ``run`` or ``child`` (a nested step's workflow run, its status through ``AS_STEP``).
+
+    Kept in memory between decisions (``_INDEXES``), with the ``version`` of the workflow
+    run it matches: the store counts every step run created or ended, so a decision reads
+    only the changes made since (``note``), or everything again when another server (or a
+    path that does not note its change) moved the count. A transaction rolled back forgets
+    every index (``_forget``)."""
+
+    __slots__ = ("latest", "pending", "version")
+
+    def __init__(self, version: int) -> None:
+        self.latest: dict[str, dict[int, _Latest]] = {}
+        self.version = version
+        self.pending = 0  # changes noted since ``version``
+
+    @classmethod
+    def read(cls, conn: Connection, run: WorkflowRun, lineage: list[int]) -> StepIndex:
+        return cls.of(run.version, store.step_runs(conn, lineage, times=False),
+                      store.children(conn, lineage))
+
+    @classmethod
+    def of(cls, version: int, rows: Iterable[Row[Any]], kids: Iterable[Row[Any]]) -> StepIndex:
+        index = cls(version)
+        for row in rows:
+            if row.step is not None:
+                index.add(row.step, row.item, row.attempt, RunStatus(row.status),
+                          row.outputs or {}, ("run", row.id))
+        for kid in kids:
+            index.add(kid.parent_step, kid.parent_item, kid.parent_attempt,
+                      AS_STEP[WorkflowStatus(kid.status)], {}, ("child", kid.id))
+        return index
+
+    def add(self, step: str, item: int, attempt: int, status: RunStatus,
+            outputs: dict[str, Any], where: tuple[str, int]) -> None:
+        items = self.latest.setdefault(step, {})
+        seen = items.get(item)
+        if seen is not None and (seen[0].attempt > attempt or (
+                seen[0].attempt == attempt and seen[0].status is not None
+                and seen[0].status.terminal and not status.terminal)):
+            return  # an older attempt, or news older than the end already known
+        items[item] = (StepState(status=status, attempt=attempt, outputs=outputs), where)
+
+
+# A step's (or item's) latest run as its state, and where it is: ("run" | "child", id).
+_Latest = tuple[StepState, tuple[str, int]]
+_INDEXES: dict[tuple[int, int], StepIndex] = {}
+_LISTENING: set[int] = set()
+
+
+_TOUCHED = "herder_step_index"  # conn.info: this transaction read or changed an index
+
+
+def _forget(conn: Connection, *_: Any) -> None:
+    """A transaction that used the indexes was rolled back (wholly or to a savepoint): what
+    they learnt in it may not have happened. (Readers roll back every read: not those.)"""
+    if conn.info.pop(_TOUCHED, False):
+        _INDEXES.clear()
+
+
+def _committed(conn: Connection) -> None:
+    conn.info.pop(_TOUCHED, None)
+
+
+def _indexed(conn: Connection, run: WorkflowRun, lineage: list[int]) -> StepIndex:
+    engine = conn.engine
+    if id(engine) not in _LISTENING:
+        _LISTENING.add(id(engine))
+        sa_event.listen(engine, "rollback", _forget)
+        sa_event.listen(engine, "rollback_savepoint", _forget)
+        sa_event.listen(engine, "commit", _committed)
+    conn.info[_TOUCHED] = True
+    key = _key(conn, run.id)
+    index = _INDEXES.get(key)
+    if index is None or index.version + index.pending != run.version:
+        if len(_INDEXES) >= _FROZEN_MAX:
+            _INDEXES.clear()
+        index = _INDEXES[key] = StepIndex.read(conn, run, lineage)
+    index.version, index.pending = run.version, 0
+    return index
+
+
+def note(conn: Connection, workflow_run_id: int, *, runs: Iterable[Run] = (),
+         child: WorkflowRun | None = None) -> None:
+    """Tell the index of a workflow run about step runs just created or ended (or a nested
+    run started or ended), each of which the store counted once."""
+    index = _INDEXES.get(_key(conn, workflow_run_id))
+    if index is None:
+        return
+    conn.info[_TOUCHED] = True
+    for run in runs:
+        if run.step is not None:
+            index.add(run.step, run.item, run.attempt, run.status, run.outputs,
+                      ("run", run.id))
+            index.pending += 1
+    if child is not None and child.parent_step is not None:
+        index.add(child.parent_step, child.parent_item, child.parent_attempt,
+                  AS_STEP[child.status], {}, ("child", child.id))
+        index.pending += 1
+
+
 def load(conn: Connection, run_id: int, *, for_update: bool = False) -> _Loaded:
-    run = store.get(conn, run_id, for_update=for_update)
+    # Its spec is read once (``_frozen``); a thousand steps of JSON are not parsed each time.
+    run = store.get(conn, run_id, for_update=for_update, spec=_key(conn, run_id) not in _FROZEN)
     spec, lineage = _frozen(conn, run)
-    return _states(spec, run, store.step_runs(conn, lineage), store.children(conn, lineage))
+    return _states(spec, run, _indexed(conn, run, lineage))
 
 
-def _states(
-    spec: WorkflowSpec, run: WorkflowRun, rows: Iterable[Row[Any]], kids: Iterable[Row[Any]]
-) -> _Loaded:
+def _states(spec: WorkflowSpec, run: WorkflowRun, index: StepIndex) -> _Loaded:
     """Each step's current run: the latest attempt above its floor (a foreach step's by item;
     a nested step's from its child workflow run, through ``AS_STEP``)."""
-    latest: dict[str, dict[int, _Latest]] = {}
-    for row in rows:
-        if row.step is None:
-            continue
-        items = latest.setdefault(row.step, {})
-        seen = items.get(row.item)
-        if seen is None or row.attempt >= seen[0]:
-            items[row.item] = (row.attempt, RunStatus(row.status), row.outputs or {},
-                               ("run", row.id))
-    for kid in kids:
-        items = latest.setdefault(kid.parent_step, {})
-        seen = items.get(kid.parent_item)
-        if seen is None or kid.parent_attempt >= seen[0]:
-            items[kid.parent_item] = (kid.parent_attempt, AS_STEP[WorkflowStatus(kid.status)],
-                                      {}, ("child", kid.id))
-    loaded = _Loaded(run=run, spec=spec, states={})
-    for name, items in latest.items():
+    loaded = _Loaded(run=run, spec=spec, states={}, index=index)
+    for name, items in index.latest.items():
         try:
             step = spec.step(name)
         except KeyError:
             continue
         floor = run.floors.get(name, 0)
-        loaded.attempts[name] = max(attempt for attempt, *_ in items.values())
-
         if step.foreach is None:
-            loaded.states[name] = _current(loaded, name, 0, items.get(0), floor)
+            loaded.states[name] = _current(items.get(0), floor)
             continue
-        marker = _current(loaded, name, -1, items.pop(-1, None), floor)
-        loaded.states[name] = StepState(
-            status=marker.status, attempt=marker.attempt,
-            items={index: _current(loaded, name, index, found, floor)
-                   for index, found in items.items()},
-        )
+        marker = _current(items.get(-1), floor)
+        if floor:
+            found = {i: _current(latest, floor) for i, latest in items.items() if i >= 0}
+        else:  # the common case, kept cheap for a fan-out of thousands: no copies
+            found = {i: latest[0] for i, latest in items.items() if i >= 0}
+        loaded.states[name] = StepState(status=marker.status, attempt=marker.attempt,
+                                        items=found)
     return loaded
 
 
-_Latest = tuple[int, RunStatus, dict[str, Any], tuple[str, int]]
-
-
-def _current(loaded: _Loaded, name: str, item: int, found: _Latest | None,
-             floor: int) -> StepState:
+def _current(found: _Latest | None, floor: int) -> StepState:
     """A step's (or item's) state from its latest run; none above the floor: reset."""
-    if found is None or found[0] <= floor:
+    if found is None or found[0].attempt <= floor:
         return StepState(attempt=floor)
-    attempt, status, outputs, where = found
-    loaded.current[(name, item)] = where
-    return StepState(status=status, attempt=attempt, outputs=outputs)
+    return found[0]
 
 
 def _round(conn: Connection, run_id: int, now: datetime, done: Admitted) -> bool:
@@ -257,12 +359,14 @@ def _set_status(
     if decision.status is run.status and decision.reason == run.reason:
         return
     ended = decision.status.terminal
-    store.update(conn, run.id, now, status=decision.status.value, reason=decision.reason,
-                 finished_at=now if ended else None)
+    updated = store.update(conn, run.id, now, status=decision.status.value,
+                           reason=decision.reason, finished_at=now if ended else None)
     log.info("workflow run %s %s", run.id, decision.status.value,
              extra={"workflow_run_id": run.id, "action": "workflow_status",
                     "status": decision.status.value})
     if ended and run.parent_run_id is not None:
+        store.bump(conn, {run.parent_run_id: 1})
+        note(conn, run.parent_run_id, child=updated)
         done.add(advance(conn, run.parent_run_id, now))
 
 
@@ -293,8 +397,9 @@ def _new(
 def _ended(conn: Connection, loaded: _Loaded, step: Step, item: int, attempt: int,
            status: RunStatus, reason: str, now: datetime) -> None:
     """Record a step run that ends as it is created (skipped, or failed to start)."""
-    run_store.create_many(conn, [_new(loaded.run, step, item, attempt, now, status=status,
-                                      error=reason[:4000])])
+    created = run_store.create_many(conn, [_new(loaded.run, step, item, attempt, now,
+                                                status=status, error=reason[:4000])])
+    note(conn, loaded.run.id, runs=created)
 
 
 def _mark(conn: Connection, loaded: _Loaded, mark: Mark, now: datetime) -> None:
@@ -335,6 +440,7 @@ def _start_step(
             context={"message": planned.message},
             spec=_inline_spec(run, timeout=planned.timeout, backend="approval"),
         )])
+        note(conn, run.id, runs=created)
         if planned.timeout and created:
             run_store.set_deadline(conn, created[0].id, now + timedelta(seconds=planned.timeout))
         return False
@@ -346,6 +452,7 @@ def _start_step(
         env=env, params=dict(planned.context.get("params") or {}), context=context,
         not_before=not_before,
     )])
+    note(conn, run.id, runs=created)
     done.created.extend(created)
     return False
 
@@ -364,7 +471,9 @@ def _start_job(
         step=StepRef(loaded.run.id, step.name, item),
     )
     done.add(admitted)
-    return any(r.status.terminal for r in admitted.created if r.step == step.name)
+    mine = [r for r in admitted.created if r.workflow_run_id == loaded.run.id]
+    note(conn, loaded.run.id, runs=mine)
+    return any(r.status.terminal for r in mine)
 
 
 def _start_nested(
@@ -378,7 +487,10 @@ def _start_nested(
                         now=now, submitter=loaded.run.submitter,
                         parent=(loaded.run.id, step.name, item, attempt))
     done.add(more)
-    return child is not None and store.get(conn, child.id).status.terminal
+    if child is None:
+        return False
+    note(conn, loaded.run.id, child=child)
+    return child.status.terminal
 
 
 def _stop_step(
@@ -386,7 +498,7 @@ def _stop_step(
     done: Admitted,
 ) -> bool:
     """Stop a step's active run (cancel): True when it ended at once."""
-    where = loaded.current.get((step, _item(loaded.spec.step(step), item)))
+    where = loaded.where(step, _item(loaded.spec.step(step), item))
     if where is None:
         return False
     kind, target = where
@@ -469,7 +581,7 @@ def skip(conn: Connection, run_id: int, name: str, now: datetime, *, actor: str)
         raise Conflict(f"step {name!r} is {now_is}; only a step that has not started running "
                        "can be skipped", details={"status": now_is})
     reason = f"skipped by {actor}"
-    where = loaded.current.get((name, _item(step, None)))
+    where = loaded.where(name, _item(step, None))
     if state.status is None or where is None or where[0] != "run":
         _ended(conn, loaded, step, _item(step, None), state.attempt + 1, RunStatus.SKIPPED,
                reason, now)
@@ -493,7 +605,7 @@ def decide_approval(
     step = _step_of(loaded, name)
     if step.kind != "approval":
         raise Conflict(f"step {name!r} is a {step.kind} step, not an approval")
-    where = loaded.current.get((name, _item(step, None)))
+    where = loaded.where(name, _item(step, None))
     state = loaded.states.get(name, NOT_STARTED)
     if where is None or state.status is not RunStatus.ACTION_PENDING:
         now_is = state.status.value if state.status else "not started"
@@ -525,7 +637,7 @@ def retry(conn: Connection, run_id: int, name: str, now: datetime) -> Admitted:
                                 "rerun it instead", details={"status": run.status.value})
     _step_of(loaded, name)
     reset = retry_step(loaded.spec, loaded.states, name)
-    floors = {**run.floors, **{step: loaded.attempts.get(step, 0) for step in reset}}
+    floors = {**run.floors, **{step: loaded.attempt(step) for step in reset}}
     store.update(conn, run_id, now, floors=floors, status=WorkflowStatus.RUNNING.value,
                  reason="", finished_at=None)
     return advance(conn, run_id, now)
@@ -543,10 +655,10 @@ def rerun(conn: Connection, run_id: int, now: datetime, *,
     reset = rerun_from_failed(loaded.spec, loaded.states)
     if not (reset - {s.name for s in loaded.spec.on_failure}):
         raise Conflict(f"workflow run {run_id} has no failed step to run again")
-    floors = {step: loaded.attempts.get(step, 0) for step in reset}
+    floors = {step: loaded.attempt(step) for step in reset}
     again = store.create(
         conn, workflow_id=run.workflow_id, namespace=run.namespace,
-        workflow_name=run.workflow_name, spec=run.spec, params=run.params,
+        workflow_name=run.workflow_name, spec=store.get(conn, run_id).spec, params=run.params,
         status=WorkflowStatus.RUNNING.value, trigger=Trigger.RETRY.value,
         submitter=submitter, created_at=now, rerun_of=run.id, floors=floors,
         parent_run_id=None,
@@ -578,7 +690,7 @@ def describe(conn: Connection, run_id: int) -> tuple[WorkflowRun, dict[str, Any]
     spec, lineage = _frozen(conn, run)
     rows = store.step_runs(conn, lineage)
     kids = store.children(conn, lineage)
-    loaded = _states(spec, run, rows, kids)
+    loaded = _states(spec, run, StepIndex.of(run.version, rows, kids))
     drawn = graph(spec, loaded.states)
     runs_of: dict[str, list[dict[str, Any]]] = {}
     for row in rows:

@@ -46,7 +46,7 @@ from herder.model import templates
 from herder.model.errors import InvalidSpec
 from herder.model.policies import Retries
 from herder.model.runs import RunStatus
-from herder.model.workflow_graph import visible_steps
+from herder.model.workflow_graph import reads_steps, visible_steps
 from herder.model.workflows import MAX_ITEMS, Step, WorkflowSpec
 
 
@@ -164,7 +164,9 @@ def context(
     ``params`` (the run's), ``steps`` it may see with their outputs and status, ``run``,
     ``workflow`` and, in a foreach step, ``item``."""
     seen: dict[str, dict[str, Any]] = {}
-    for name in visible_steps(spec, step):
+    visible = visible_steps(spec, step)
+    named = reads_steps(spec, step)
+    for name in visible if named is None else visible & named:
         state = states.get(name, NOT_STARTED)
         upstream = spec.step(name)
         if upstream.foreach is not None:
@@ -218,6 +220,7 @@ class WorkflowRun:
     parent_attempt: int
     rerun_of: int | None
     floors: dict[str, int]
+    version: int
     created_at: Any
     updated_at: Any
     finished_at: Any

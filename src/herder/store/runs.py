@@ -30,6 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
+from herder.store import workflow_runs as workflow_run_store
 from herder.store.tables import jobs, lock_claims, run_labels, runs
 from herder.store.text import contains
 
@@ -203,6 +204,8 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     counts = Counter(run.job_id for run in created if run.job_id is not None)
     if counts:
         conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
+    steps = Counter(run.workflow_run_id for run in created if run.workflow_run_id is not None)
+    workflow_run_store.bump(conn, dict(steps))
     labelled = [
         {"run_id": run.id, "key": key, "value": value}
         for run in created for key, value in run.labels.items()
@@ -378,6 +381,8 @@ def set_status(
         raise ValueError("an epoch guards a write only together with its owner")
     row = conn.execute(statement, params).first()
     if row is not None:
+        if target.terminal and row.workflow_run_id is not None:
+            workflow_run_store.bump(conn, {row.workflow_run_id: 1})
         return row_to_run(row)
     current = get(conn, run_id)  # NotFound if it does not exist
     transition(current.status, target)  # raises InvalidTransition if that was the reason

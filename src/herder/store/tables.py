@@ -217,6 +217,9 @@ workflow_runs = sa.Table(
     sa.Column("parent_attempt", sa.Integer, nullable=False),
     sa.Column("rerun_of", BigId, nullable=True),
     sa.Column("floors", JSON, nullable=False),
+    # Grows by one with each step run created or ended (and each nested run started or ended):
+    # a server that kept its steps' state in memory knows from it whether that is still true.
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),

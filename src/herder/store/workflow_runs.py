@@ -23,11 +23,21 @@ _INSERT = {
     "sqlite": sqlite.insert(workflow_runs).on_conflict_do_nothing().returning(*workflow_runs.c),
 }
 _BY_ID = sa.select(workflow_runs).where(workflow_runs.c.id == sa.bindparam("run_id"))
+_NO_SPEC = _BY_ID.with_only_columns(
+    *(c for c in workflow_runs.c if c.name != "spec"), sa.literal_column("NULL").label("spec")
+)
+_STATEMENTS = {
+    (False, True): _BY_ID, (True, True): _BY_ID.with_for_update(),
+    (False, False): _NO_SPEC, (True, False): _NO_SPEC.with_for_update(),
+}
 _STEP_RUNS = (
     sa.select(runs.c.id, runs.c.step, runs.c.item, runs.c.attempt, runs.c.status,
               runs.c.outputs, runs.c.created_at, runs.c.started_at, runs.c.finished_at)
     .where(runs.c.workflow_run_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(runs.c.id)
+)
+_STEP_STATES = _STEP_RUNS.with_only_columns(
+    runs.c.id, runs.c.step, runs.c.item, runs.c.attempt, runs.c.status, runs.c.outputs
 )
 _CHILDREN = (
     sa.select(workflow_runs.c.id, workflow_runs.c.parent_step, workflow_runs.c.parent_item,
@@ -44,7 +54,7 @@ def row_to_workflow_run(row: Row[Any]) -> WorkflowRun:
         workflow_id=row.workflow_id,
         namespace=row.namespace,
         workflow_name=row.workflow_name,
-        spec=row.spec,
+        spec=row.spec or {},
         params=row.params,
         status=WorkflowStatus(row.status),
         reason=row.reason,
@@ -57,6 +67,7 @@ def row_to_workflow_run(row: Row[Any]) -> WorkflowRun:
         parent_attempt=row.parent_attempt,
         rerun_of=row.rerun_of,
         floors=row.floors or {},
+        version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
@@ -70,21 +81,42 @@ def create(conn: Connection, **values: Any) -> WorkflowRun | None:
     a nested step's item and attempt) already has one."""
     values.setdefault("reason", "")
     values.setdefault("floors", {})
+    values.setdefault("version", 0)
     values.setdefault("parent_item", 0)
     values.setdefault("parent_attempt", 0)
     values.setdefault("updated_at", values["created_at"])
     row = conn.execute(_INSERT[conn.dialect.name], values).first()
-    return None if row is None else row_to_workflow_run(row)
+    if row is None:
+        return None
+    if row.parent_run_id is not None:
+        bump(conn, {row.parent_run_id: 1})
+    return row_to_workflow_run(row)
+
+
+_BUMP = (
+    workflow_runs.update()
+    .where(workflow_runs.c.id == sa.bindparam("run_id"))
+    .values(version=workflow_runs.c.version + sa.bindparam("n"))
+)
+
+
+def bump(conn: Connection, changes: dict[int, int]) -> None:
+    """Count changes to workflow runs' steps (``version``): ``{workflow run: changes}``."""
+    if changes:
+        conn.execute(_BUMP, [{"run_id": k, "n": n} for k, n in changes.items()])
 
 
 def not_found(run_id: int) -> NotFound:
     return NotFound(f"no workflow run with id {run_id}", details={"workflow_run": run_id})
 
 
-def get(conn: Connection, run_id: int, *, for_update: bool = False) -> WorkflowRun:
+def get(
+    conn: Connection, run_id: int, *, for_update: bool = False, spec: bool = True
+) -> WorkflowRun:
     """One workflow run; ``for_update`` locks its row until the transaction ends (PostgreSQL;
-    SQLite has a single writer), so two servers never decide for one run at once."""
-    statement = _BY_ID.with_for_update() if for_update else _BY_ID
+    SQLite has a single writer), so two servers never decide for one run at once. Without
+    ``spec``, its ``spec`` is left empty (for a caller that keeps it already)."""
+    statement = _STATEMENTS[(for_update, spec)]
     row = conn.execute(statement, {"run_id": run_id}).first()
     if row is None:
         raise not_found(run_id)
@@ -101,9 +133,12 @@ def update(conn: Connection, run_id: int, now: datetime, **values: Any) -> Workf
     return row_to_workflow_run(row)
 
 
-def step_runs(conn: Connection, run_ids: Iterable[int]) -> list[Row[Any]]:
-    """The step runs of these workflow runs (a run and the runs it reran), oldest first."""
-    return list(conn.execute(_STEP_RUNS, {"ids": list(run_ids)}))
+def step_runs(
+    conn: Connection, run_ids: Iterable[int], *, times: bool = True
+) -> list[Row[Any]]:
+    """The step runs of these workflow runs (a run and the runs it reran), oldest first;
+    without ``times``, only what a decision reads."""
+    return list(conn.execute(_STEP_RUNS if times else _STEP_STATES, {"ids": list(run_ids)}))
 
 
 def children(conn: Connection, run_ids: Iterable[int]) -> list[Row[Any]]:

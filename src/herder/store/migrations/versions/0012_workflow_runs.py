@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("parent_attempt", sa.Integer(), nullable=False),
         sa.Column("rerun_of", BigId, nullable=True),
         sa.Column("floors", JSON, nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", Time, nullable=False),
         sa.Column("updated_at", Time, nullable=False),
         sa.Column("finished_at", Time, nullable=True),
