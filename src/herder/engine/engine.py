@@ -424,14 +424,33 @@ class Engine:
         if mask and isinstance(fields.get("error"), str):
             fields["error"] = mask.text(fields["error"])
 
-        def end(conn: Any) -> tuple[Run, Admitted]:
+        def end(conn: Any) -> tuple[Run, Admitted, tuple[list[Run], set[int]]]:
             now = self.clock()
             run = fn(conn, run_id, owner=self.owner, epoch=self.epoch, now=now, **fields)
-            return run, admission.after_end(conn, run, now)
+            more = admission.after_end(conn, run, now)
+            return run, more, self._take(conn, more, now)
 
-        run, more = await self.db.write(end)
+        run, more, (taken, with_files) = await self.db.write(end)
         await self._admitted(more)
+        for claimed in taken:
+            self._spawn_run_task(claimed.id, self._launch(claimed, claimed.id in with_files))
         return run
+
+    def _take(self, conn: Any, admitted: Admitted, now: datetime) -> tuple[list[Run], set[int]]:
+        """Claim, in the transaction that made them READY, the runs an end let go (a retry
+        due now, a queued run, a workflow's next steps): they start without waiting for the
+        dispatcher's own claim. Those taken leave ``admitted`` (nobody need be woken)."""
+        if not self.dispatching:
+            return [], set()
+        due = now + LEAD
+        ids = [r.id for r in admitted.created if r.status is RunStatus.READY
+               and (r.not_before is None or r.not_before <= due)][: self.dispatch_batch]
+        if not ids:
+            return [], set()
+        taken, with_files = _claim_ids(conn, self.owner, ids, epoch=self.epoch)
+        gone = {r.id for r in taken}
+        admitted.created = [r for r in admitted.created if r.id not in gone]
+        return taken, with_files
 
     async def retry(self, run_id: int, *, submitter: str | None = None) -> Run:
         """Resubmit an ended run as a new run of its job: same params and env, ``attempt + 1``,
@@ -760,6 +779,13 @@ def _claim(
     """Claim READY runs, and say which have input files, in one transaction (a read after
     it would cost each run's start another trip through a thread)."""
     claimed = run_store.claim_ready(conn, owner, limit, epoch=epoch, now=now)
+    return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
+
+
+def _claim_ids(
+    conn: Any, owner: str, ids: list[int], *, epoch: int
+) -> tuple[list[Run], set[int]]:
+    claimed = run_store.claim(conn, owner, ids, epoch=epoch)
     return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
 
 

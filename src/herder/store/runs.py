@@ -422,7 +422,12 @@ def claim_ready(
         pick = pick.where(sa.or_(runs.c.not_before.is_(None), runs.c.not_before <= now))
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = list(conn.execute(pick).scalars())
+    return claim(conn, owner, list(conn.execute(pick).scalars()), epoch=epoch)
+
+
+def claim(conn: Connection, owner: str, ids: list[int], *, epoch: int | None = None) -> list[Run]:
+    """Take the runs ``ids`` that are still READY for ``owner`` (JOB_DEPLOYED, stamped with
+    its ``epoch``); answers those it took, oldest first."""
     if not ids:
         return []
     conn.execute(
