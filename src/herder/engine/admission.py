@@ -180,7 +180,10 @@ def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
         conn, old.id, force=False, now=now, reason="replaced by a newer run (concurrency replace)"
     )
     if cancelled.status.terminal:
-        return _unlock(conn, cancelled, now)
+        done = _unlock(conn, cancelled, now)
+        if cancelled.workflow_run_id is not None:  # a workflow's step: its workflow goes on
+            done.add(_step_ended(conn, cancelled, now))
+        return done
     return Admitted(stop=[cancelled] if cancelled.status in LAUNCHED else [])
 
 
@@ -196,11 +199,15 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
     done = _follow_ups(conn, run, now)
     done.add(_unlock(conn, run, now))
     if run.workflow_run_id is not None:
-        # Imported here: the workflow engine admits its job steps through this module.
-        from herder.engine import workflows
-
-        done.add(workflows.step_ended(conn, run, now))
+        done.add(_step_ended(conn, run, now))
     return done
+
+
+def _step_ended(conn: Connection, run: Run, now: datetime) -> Admitted:
+    # Imported here: the workflow engine admits its job steps through this module.
+    from herder.engine import workflows
+
+    return workflows.step_ended(conn, run, now)
 
 
 def _follow_ups(conn: Connection, run: Run, now: datetime) -> Admitted:
