@@ -5,6 +5,7 @@ taught the index something was rolled back."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy.engine import Connection
 
