@@ -151,6 +151,8 @@ RULES: dict[tuple[str, str], Rule] = {
         lambda w, ns: Call("POST", f"/api/v1/jobs/{w.new_job(ns)}/disable"), "editor"),
     ("GET", "/api/v1/jobs/{ref:path}/schedule"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/jobs/{w.job(ns)}/schedule"), "viewer"),
+    ("GET", "/api/v1/jobs/{ref:path}/followers"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/jobs/{w.job(ns)}/followers"), "viewer"),
     ("GET", "/api/v1/runs"): Rule(_listing("/api/v1/runs"), "viewer", other="list"),
     ("GET", "/api/v1/runs/{run_id}"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/runs/{w.run(ns)}"), "viewer"),
