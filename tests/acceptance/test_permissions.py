@@ -323,6 +323,30 @@ def test_other_namespaces_answer_exactly_as_missing_objects(world: World) -> Non
         assert follow.status_code == 404
 
 
+def test_a_job_follows_only_jobs_its_editor_may_read(world: World) -> None:
+    """Job chains pass outputs on: a job may follow another namespace's job only for a caller
+    who may read that namespace, and is refused as if that job did not exist otherwise."""
+    hidden, readable = world.new_job(OTHER), world.new_job(OWN)
+    follower = {"name": "chain-follower", "namespace": OWN, "command": "true"}
+    with world.client("editor") as client:
+        refused = client.post("/api/v1/jobs", json={**follower, "after": [hidden]})
+        gone = client.post("/api/v1/jobs", json={**follower, "after": [f"{hidden}-gone"]})
+        assert refused.status_code == gone.status_code == 422
+        assert refused.json()["error"]["message"] == f"after[0].job: no job {hidden}"
+        assert gone.json()["error"]["message"].startswith(f"after[0].job: no job {hidden}-gone")
+        made = client.post("/api/v1/jobs", json={**follower, "after": [readable]})
+        assert made.status_code == 201, made.text
+    # An admin of every namespace may chain across; the follower is then hidden from OWN.
+    across = world.admin.post("/api/v1/jobs", json={"name": "chain-across", "namespace": OTHER,
+                                                    "command": "true", "after": [readable]})
+    assert across.status_code == 201, across.text
+    with world.client("viewer") as client:
+        assert client.get(f"/api/v1/jobs/{readable}/followers").json() == [
+            {"job": f"{OWN}/chain-follower", "on": "success"}
+        ]
+    assert len(world.admin.get(f"/api/v1/jobs/{readable}/followers").json()) == 2
+
+
 def _as_if_missing(missing: httpx.Response, stand_in: str, real: str) -> Any:
     """A missing object's answer, with the name it was asked by replaced by ``real``."""
     return json.loads(missing.text.replace(stand_in, real))
