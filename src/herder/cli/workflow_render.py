@@ -112,7 +112,8 @@ def _fill(tree: Tree, graph: Mapping[str, Any], drawn: Mapping[int, Mapping[str,
     shown: set[str] = set()
 
     def add(parent: Tree, name: str, on: str) -> None:
-        label = Text(name, style="bold")
+        label = Text()
+        label.append(name, style="bold")
         if on != "success":
             label.append(" (always)" if on == "always" else f" (on {on})", style="yellow")
         if name in shown:

@@ -111,11 +111,11 @@ def _stopped(run_id: int) -> None:
 
 
 class _WaitLine:
-    """The live line while waiting (a terminal only): spinner, run, status, steps ended."""
+    """The live line while waiting (a terminal only): spinner, run, status, how long it has
+    run, steps ended."""
 
     def __init__(self, run: Mapping[str, Any]) -> None:
         self.run = run
-        self.started = time.monotonic()
         self._spinner = Spinner("dots", style="cyan")
 
     def __rich__(self) -> RenderableType:
@@ -123,7 +123,6 @@ class _WaitLine:
         ended = sum(1 for s in steps if s.get("ended"))
         self._spinner.update(text=Text.assemble(
             run_line(self.run), (f"  {ended}/{len(steps)} steps ended" if steps else "", "dim"),
-            (f"  {render.elapsed(time.monotonic() - self.started)}", "dim"),
         ))
         return self._spinner
 
