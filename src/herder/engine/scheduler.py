@@ -20,8 +20,8 @@ A job with a schedule carries ``next_run_at`` (its next slot, indexed) and a sma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 

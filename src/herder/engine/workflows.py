@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Row
 
-from herder.engine import admission
+from herder.engine import admission, workflow_policy
 from herder.engine.admission import Admitted, StepRef
 from herder.model.errors import Conflict, HerderError, InvalidSpec, InvalidTransition, NotFound
 from herder.model.jobs import JobSpec, check_env, merge_params
@@ -51,6 +51,7 @@ MAX_ROUNDS = 64
 _FROZEN: dict[int, tuple[WorkflowSpec, list[int]]] = {}
 _FROZEN_MAX = 4096
 _ADVANCING = "herder_advancing"  # conn.info: workflow runs being advanced by this transaction
+_STOPPING = (WorkflowStatus.CANCELLING, WorkflowStatus.ABORTED)
 _AGAIN = "herder_advance_again"  # ... and those that changed meanwhile (decide once more)
 
 
@@ -88,7 +89,9 @@ def start(
 ) -> tuple[WorkflowRun | None, Admitted]:
     """Create a workflow run and start its first steps. ``params`` override the workflow's
     declared ones (an unknown one is refused). ``parent``: (workflow run, step, item, attempt)
-    of the nested step it is. None when that slot (scheduled time or nested step) is taken."""
+    of the nested step it is. None when that slot (scheduled time or nested step) is taken.
+    A top-level run passes the workflow's concurrency policy first (``engine.workflow_policy``):
+    a scheduled slot it forbids is answered as a workflow run created ABORTED, with why."""
     spec = workflow.spec
     try:
         merged = merge_params(spec.params, params)
@@ -96,6 +99,14 @@ def start(
         raise InvalidSpec(exc.message.replace("this job", f"workflow {spec.ref}"),
                           details=exc.details) from None
     parent_fields: dict[str, Any] = {}
+    done = Admitted()
+    if parent is None:  # a nested run follows its parent: only top-level runs are counted
+        verdict = workflow_policy.admit(conn, workflow, scheduled=scheduled_for is not None)
+        if verdict.skip is not None and scheduled_for is not None:
+            return workflow_policy.skipped(conn, workflow, scheduled_for, verdict.skip, now,
+                                           params=merged), done
+        for other in verdict.replace:
+            done.add(cancel(conn, other, now))
     if parent is not None:
         parent_fields = dict(zip(("parent_run_id", "parent_step", "parent_item",
                                   "parent_attempt"), parent, strict=True))
@@ -106,8 +117,9 @@ def start(
         **parent_fields,
     )
     if run is None:
-        return None, Admitted()
-    return store.get(conn, run.id), advance(conn, run.id, now)
+        return None, done
+    done.add(advance(conn, run.id, now))
+    return store.get(conn, run.id), done
 
 
 def step_ended(conn: Connection, run: Run, now: datetime) -> Admitted:
@@ -254,10 +266,13 @@ def _round(conn: Connection, run_id: int, now: datetime, done: Admitted) -> bool
 def _set_status(
     conn: Connection, run: WorkflowRun, decision: Decision, now: datetime, done: Admitted
 ) -> None:
-    if decision.status is run.status and decision.reason == run.reason:
+    reason = decision.reason
+    if run.reason.startswith("timed out") and decision.status in _STOPPING:
+        reason = run.reason  # cancelled at its timeout (``engine.workflow_schedules``): says so
+    if decision.status is run.status and reason == run.reason:
         return
     ended = decision.status.terminal
-    store.update(conn, run.id, now, status=decision.status.value, reason=decision.reason,
+    store.update(conn, run.id, now, status=decision.status.value, reason=reason,
                  finished_at=now if ended else None)
     log.info("workflow run %s %s", run.id, decision.status.value,
              extra={"workflow_run_id": run.id, "action": "workflow_status",
