@@ -27,6 +27,14 @@ S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 
 
+
+@pytest.fixture(autouse=True)
+def _fresh_frozen_specs() -> None:
+    """``engine.workflows`` keeps frozen specs by workflow run id; each test has a new store
+    whose ids start again at 1."""
+    workflows._FROZEN.clear()
+
+
 def make(db: Database, name: str = "wf", now: datetime = NOW, **fields: Any) -> Workflow:
     fields.setdefault("steps", [{"name": "a", "command": "true"}])
     spec = parse_workflow({"name": name, "namespace": "data", **fields})
