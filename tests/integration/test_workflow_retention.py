@@ -137,9 +137,12 @@ def test_an_active_runs_step_runs_are_never_pruned_by_their_job(db: Database,
         admission.after_end(conn, ended, NOW - 3 * DAY)
 
     db.write_sync(end)  # step a (a run of the job) ended; b waits READY: the run is active
-    for k in (2, 1):
-        db.write_sync(run_store.create, job=job, params={}, env={}, trigger=Trigger.API,
-                      now=NOW - k * DAY, status=RunStatus.SKIPPED)
+    def plain(conn: Connection) -> None:
+        for k in (2, 1):
+            run_store.create(conn, job=job, params={}, env={}, trigger=Trigger.API,
+                             now=NOW - k * DAY, status=RunStatus.SKIPPED)
+
+    db.write_sync(plain)
     prune(db, tmp_path, Retention(max_age=DAY / 2 / timedelta(seconds=1)))
     kept = {r.id for r in db.read_sync(run_store.search, job_id=job.id)}
     assert kept == {claimed[0].id}  # the job's own runs went; its step run stays
