@@ -125,6 +125,15 @@ def _release(w: World, ns: str) -> Call:
 
 
 WORKFLOW = "/api/v1/workflows/{ref:path}"
+WORKFLOW_RUN = "/api/v1/workflow-runs/{run_id}"
+
+
+def _workflow_run(w: World, ns: str) -> int:
+    """A new run of the namespace's workflow, started by the admin."""
+    answer = w.admin.post(f"/api/v1/workflows/{w.workflow(ns)}/runs")
+    assert answer.status_code == 201, answer.text
+    run_id: int = answer.json()["id"]
+    return run_id
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(_get("/healthz"), None, public=True),
     ("GET", "/readyz"): Rule(_get("/readyz"), None, public=True),
@@ -223,6 +232,25 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{WORKFLOW}/disable"): Rule(
         lambda w, ns: Call("POST", f"/api/v1/workflows/{w.new_workflow(ns)}/disable"),
         "editor"),
+    ("POST", f"{WORKFLOW}/runs"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflows/{w.workflow(ns)}/runs"), "operator",
+        (201,)),
+    ("GET", "/api/v1/workflow-runs"): Rule(
+        _listing("/api/v1/workflow-runs"), "viewer", other="list"),
+    ("GET", WORKFLOW_RUN): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}"), "viewer"),
+    ("GET", f"{WORKFLOW_RUN}/graph"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/graph"),
+        "viewer"),
+    # The run (one quick step) or its step may have ended or started meanwhile: 409 is then
+    # the answer past the permission check.
+    ("POST", f"{WORKFLOW_RUN}/{{action}}"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/cancel"),
+        "operator", (200, 409)),
+    ("POST", f"{WORKFLOW_RUN}/steps/{{step}}/{{action}}"): Rule(
+        lambda w, ns: Call("POST",
+                           f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/steps/only/skip"),
+        "operator", (200, 409)),
     ("GET", "/api/v1/locks"): Rule(_listing("/api/v1/locks"), "viewer", other="list"),
     ("GET", "/api/v1/locks/{ref:path}"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/locks/{w.held_lock(ns)[0]}"), "viewer"),

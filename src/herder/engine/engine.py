@@ -33,7 +33,14 @@ from typing import Any
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
 from herder.bundles.archive import Limits
-from herder.engine import admission, outputs, scheduler, values, workflows
+from herder.engine import (
+    admission,
+    outputs,
+    scheduler,
+    values,
+    workflow_schedules,
+    workflows,
+)
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context, upstream_of
 from herder.engine.retention import Pruner
@@ -345,8 +352,9 @@ class Engine:
             await self._admitted(admitted)
 
     async def _workflow_loop(self) -> None:
-        """Time out approvals nobody answered; now and then, decide again for every active
-        workflow run (a decision that failed inside a run's end is taken here)."""
+        """Time out approvals nobody answered, cancel workflow runs past their ``timeout``
+        (``workflow_schedules.time_out``); now and then, decide again for every active workflow
+        run (a decision that failed inside a run's end is taken here)."""
         last_sweep = self.clock()
         while True:
             await asyncio.sleep(1.0)
@@ -355,6 +363,8 @@ class Engine:
             try:
                 admitted = await self.db.write(workflows.time_out_approvals, self.clock())
                 await self._admitted(admitted)
+                await self._admitted(await self.db.write(workflow_schedules.time_out,
+                                                         self.clock()))
                 if (self.clock() - last_sweep).total_seconds() >= self.workflow_sweep:
                     last_sweep = self.clock()
                     await self.advance_workflows()
@@ -406,6 +416,10 @@ class Engine:
     def jobs_changed(self) -> None:
         """A job was created or edited: its next slot may come sooner than the scheduler
         thought."""
+        self._schedule_changed.set()
+
+    def workflows_changed(self) -> None:
+        """A workflow was created, edited, enabled or disabled: as ``jobs_changed``."""
         self._schedule_changed.set()
 
     async def _admitted(self, admitted: Admitted) -> None:
@@ -747,6 +761,8 @@ class Engine:
                 if plan is not None and plan <= now and self.dispatching:
                     ticked = await self.db.write(scheduler.tick, now)
                     await self._admitted(ticked.admitted)
+                    planned = await self.db.write(workflow_schedules.tick, now)
+                    await self._admitted(planned.admitted)
                     continue  # look again at once: more may be due, or due meanwhile
                 wake = min(t for t in (wake, plan, held and held - LEAD, locked)
                            if t is not None)
@@ -794,9 +810,11 @@ def _claim_ids(
 def _next_times(
     conn: Any, now: datetime
 ) -> tuple[datetime | None, datetime | None, datetime | None]:
-    """When a job has a slot to plan next, when the next held-back READY run may go, and when
-    the next held-back run waiting for locks joins their queues."""
+    """When a job or a workflow has a slot to plan next, when the next held-back READY run may
+    go, and when the next held-back run waiting for locks joins their queues."""
+    plans = [t for t in (job_store.next_plan(conn), workflow_schedules.next_plan(conn))
+             if t is not None]
     return (
-        job_store.next_plan(conn), run_store.next_not_before(conn, now),
+        min(plans, default=None), run_store.next_not_before(conn, now),
         lock_store.next_due(conn, now),
     )

@@ -20,6 +20,7 @@ A job with a schedule carries ``next_run_at`` (its next slot, indexed) and a sma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,15 @@ from herder.model.errors import Conflict
 from herder.model.jobs import Job, next_run
 from herder.model.policies import lookahead
 from herder.model.runs import Run, RunStatus, Trigger
-from herder.model.schedules import Schedule, dst_note, fire_times, in_zone, jittered, plan_due
+from herder.model.schedules import (
+    Misfire,
+    Schedule,
+    dst_note,
+    fire_times,
+    in_zone,
+    jittered,
+    plan_due,
+)
 from herder.store import jobs as job_store
 from herder.store import runs as run_store
 from herder.store.runs import NewRun
@@ -72,6 +81,52 @@ def tick(conn: Connection, now: datetime, *, limit: int = TICK_BATCH) -> Tick:
     return done
 
 
+@dataclass(slots=True)
+class SlotPlan:
+    """What ``plan_slots`` decided for one job or workflow: the slots to run, the slots
+    skipped (each with its reason), the new scheduler state, and the next slot to plan."""
+
+    state: dict[str, Any]
+    run: list[datetime]
+    skipped: list[tuple[datetime, str]]
+    next_slot: datetime | None
+    finished: bool  # a one-shot has fired: switch it off
+
+
+def plan_slots(
+    schedule: Schedule, misfire: Misfire, state: Mapping[str, Any], now: datetime, *,
+    horizon: datetime, kind: str = "job",
+) -> SlotPlan:
+    """The slots after the cursor in ``state`` up to ``horizon``, by the misfire policy: the
+    one piece of slot planning that jobs and workflows (``engine.workflow_schedules``)
+    share. ``state`` is not changed; the new one is in the answer."""
+    state = dict(state)
+    cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
+    plan = plan_due(schedule, misfire, cursor, now, horizon=horizon)
+    paused = _paused_span(state)
+    skipped = []
+    for skip in plan.skipped:
+        reason = skip.reason
+        if paused is not None and paused[0] <= skip.slot <= paused[1]:
+            reason = f"the {kind} was disabled at this slot; {reason}"
+        skipped.append((skip.slot, reason))
+    if plan.unlisted_through is not None:
+        state["unlisted"] = {
+            "after": state.get("cursor"),
+            "through": job_store.iso(plan.unlisted_through),
+            "reason": plan.unlisted_reason,
+        }
+    state["skipped"] = int(state.get("skipped", 0)) + len(plan.skipped)
+    if plan.cursor is not None:
+        state["cursor"] = job_store.iso(plan.cursor)
+    finished = plan.next_slot is None and schedule.at is not None
+    if finished:
+        state["disabled_at"] = job_store.iso(now)
+        state.pop("resumed_at", None)
+    return SlotPlan(state=state, run=list(plan.run), skipped=skipped,
+                    next_slot=plan.next_slot, finished=finished)
+
+
 def _plan_job(
     conn: Connection,
     job: Job,
@@ -82,28 +137,15 @@ def _plan_job(
 ) -> Admitted:
     """Plan one job: its plain runs and skips go to ``batch`` and its new schedule state to
     ``updates``; runs a concurrency policy must decide about are admitted here, one by one."""
-    state: dict[str, Any] = dict(job.schedule_state)
-    cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
     horizon = now + lookahead(job.spec.concurrency)
-    plan = plan_due(schedule, job.spec.misfire, cursor, now, horizon=horizon)
+    plan = plan_slots(schedule, job.spec.misfire, job.schedule_state, now, horizon=horizon)
     done = Admitted()
-    paused = _paused_span(state)
     params = dict(job.spec.params)
-    for skip in plan.skipped:
-        reason = skip.reason
-        if paused is not None and paused[0] <= skip.slot <= paused[1]:
-            reason = f"the job was disabled at this slot; {reason}"
+    for slot, reason in plan.skipped:
         batch.append(NewRun(
             job=job, params=params, env={}, trigger=Trigger.SCHEDULE, now=now,
-            scheduled_for=skip.slot, status=RunStatus.SKIPPED, error=reason,
+            scheduled_for=slot, status=RunStatus.SKIPPED, error=reason,
         ))
-    if plan.unlisted_through is not None:
-        state["unlisted"] = {
-            "after": state.get("cursor"),
-            "through": job_store.iso(plan.unlisted_through),
-            "reason": plan.unlisted_reason,
-        }
-    state["skipped"] = int(state.get("skipped", 0)) + len(plan.skipped)
     for slot in plan.run:
         new = NewRun(
             job=job, params=params, env={}, trigger=Trigger.SCHEDULE, now=now,
@@ -119,18 +161,13 @@ def _plan_job(
             ))
         except Conflict:
             pass  # the slot already has its run (made before a crash lost the cursor): keep it
-    if plan.cursor is not None:
-        state["cursor"] = job_store.iso(plan.cursor)
-    next_run_at = plan.next_slot
-    if next_run_at is None and schedule.at is not None:
+    if plan.finished:
         # A one-shot has fired: the job disables itself, keeping its runs and its spec.
         job_store.switch_off(conn, job, now)
-        state["disabled_at"] = job_store.iso(now)
-        state.pop("resumed_at", None)
     coming = [slot for slot in plan.run if slot > now]
-    updates.append(
-        job_store.schedule_update(job, next_run_at, state, planned=min(coming, default=None))
-    )
+    updates.append(job_store.schedule_update(
+        job, plan.next_slot, plan.state, planned=min(coming, default=None)
+    ))
     return done
 
 

@@ -12,7 +12,9 @@ refuses a second copy. So every step runs once per attempt, whatever dies when.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from typing import Any
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Row
 
-from herder.engine import admission
+from herder.engine import admission, workflow_policy
 from herder.engine.admission import Admitted, StepRef
 from herder.model.errors import Conflict, HerderError, InvalidSpec, InvalidTransition, NotFound
 from herder.model.jobs import JobSpec, check_env, merge_params
@@ -53,6 +55,7 @@ MAX_ROUNDS = 64
 _FROZEN: dict[tuple[int, int], tuple[WorkflowSpec, list[int]]] = {}
 _FROZEN_MAX = 4096
 _ADVANCING = "herder_advancing"  # conn.info: workflow runs being advanced by this transaction
+_STOPPING = (WorkflowStatus.CANCELLING, WorkflowStatus.ABORTED)
 _AGAIN = "herder_advance_again"  # ... and those that changed meanwhile (decide once more)
 
 
@@ -90,7 +93,9 @@ def start(
 ) -> tuple[WorkflowRun | None, Admitted]:
     """Create a workflow run and start its first steps. ``params`` override the workflow's
     declared ones (an unknown one is refused). ``parent``: (workflow run, step, item, attempt)
-    of the nested step it is. None when that slot (scheduled time or nested step) is taken."""
+    of the nested step it is. None when that slot (scheduled time or nested step) is taken.
+    A top-level run passes the workflow's concurrency policy first (``engine.workflow_policy``):
+    a scheduled slot it forbids is answered as a workflow run created ABORTED, with why."""
     spec = workflow.spec
     try:
         merged = merge_params(spec.params, params)
@@ -98,6 +103,14 @@ def start(
         raise InvalidSpec(exc.message.replace("this job", f"workflow {spec.ref}"),
                           details=exc.details) from None
     parent_fields: dict[str, Any] = {}
+    done = Admitted()
+    if parent is None:  # a nested run follows its parent: only top-level runs are counted
+        verdict = workflow_policy.admit(conn, workflow, scheduled=scheduled_for is not None)
+        if verdict.skip is not None and scheduled_for is not None:
+            return workflow_policy.skipped(conn, workflow, scheduled_for, verdict.skip, now,
+                                           params=merged), done
+        for other in verdict.replace:
+            done.add(cancel(conn, other, now))
     if parent is not None:
         parent_fields = dict(zip(("parent_run_id", "parent_step", "parent_item",
                                   "parent_attempt"), parent, strict=True))
@@ -108,8 +121,9 @@ def start(
         **parent_fields,
     )
     if run is None:
-        return None, Admitted()
-    return store.get(conn, run.id), advance(conn, run.id, now)
+        return None, done
+    done.add(advance(conn, run.id, now))
+    return store.get(conn, run.id), done
 
 
 def step_ended(conn: Connection, run: Run, now: datetime) -> Admitted:
@@ -173,9 +187,21 @@ class _Loaded:
         return max((s.attempt for s, _ in self.index.latest.get(step, {}).values()), default=0)
 
 
+_STORES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_NEXT_STORE = itertools.count(1)
+
+
 def _key(conn: Connection, run_id: int) -> tuple[int, int]:
-    # Keyed by store too: tests (and tools) may run several stores in one process.
-    return id(conn.engine), run_id
+    """Keyed by store too: tests (and tools) run several stores in one process, one after
+    another (an ``id()`` may come back for a new one: a counter never does)."""
+    engine = conn.engine
+    token = _STORES.get(engine)
+    if token is None:
+        token = _STORES[engine] = next(_NEXT_STORE)
+        sa_event.listen(engine, "rollback", _forget)
+        sa_event.listen(engine, "rollback_savepoint", _forget)
+        sa_event.listen(engine, "commit", _committed)
+    return token, run_id
 
 
 def _frozen(conn: Connection, run: WorkflowRun) -> tuple[WorkflowSpec, list[int]]:
@@ -239,7 +265,6 @@ class StepIndex:
 # A step's (or item's) latest run as its state, and where it is: ("run" | "child", id).
 _Latest = tuple[StepState, tuple[str, int]]
 _INDEXES: dict[tuple[int, int], StepIndex] = {}
-_LISTENING: set[int] = set()
 
 
 _TOUCHED = "herder_step_index"  # conn.info: this transaction read or changed an index
@@ -257,14 +282,8 @@ def _committed(conn: Connection) -> None:
 
 
 def _indexed(conn: Connection, run: WorkflowRun, lineage: list[int]) -> StepIndex:
-    engine = conn.engine
-    if id(engine) not in _LISTENING:
-        _LISTENING.add(id(engine))
-        sa_event.listen(engine, "rollback", _forget)
-        sa_event.listen(engine, "rollback_savepoint", _forget)
-        sa_event.listen(engine, "commit", _committed)
-    conn.info[_TOUCHED] = True
     key = _key(conn, run.id)
+    conn.info[_TOUCHED] = True
     index = _INDEXES.get(key)
     if index is None or index.version + index.pending != run.version:
         if len(_INDEXES) >= _FROZEN_MAX:
@@ -356,11 +375,14 @@ def _round(conn: Connection, run_id: int, now: datetime, done: Admitted) -> bool
 def _set_status(
     conn: Connection, run: WorkflowRun, decision: Decision, now: datetime, done: Admitted
 ) -> None:
-    if decision.status is run.status and decision.reason == run.reason:
+    reason = decision.reason
+    if run.reason.startswith("timed out") and decision.status in _STOPPING:
+        reason = run.reason  # cancelled at its timeout (``engine.workflow_schedules``): says so
+    if decision.status is run.status and reason == run.reason:
         return
     ended = decision.status.terminal
-    updated = store.update(conn, run.id, now, status=decision.status.value,
-                           reason=decision.reason, finished_at=now if ended else None)
+    updated = store.update(conn, run.id, now, status=decision.status.value, reason=reason,
+                           finished_at=now if ended else None)
     log.info("workflow run %s %s", run.id, decision.status.value,
              extra={"workflow_run_id": run.id, "action": "workflow_status",
                     "status": decision.status.value})

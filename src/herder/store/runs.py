@@ -663,8 +663,9 @@ def prunable(
 ) -> list[int]:
     """Ids of the job's ended runs that its retention lets go: ended before ``older_than``,
     or beyond its newest ``keep`` runs. A run whose retry is still active stays (it is what
-    that retry points at)."""
-    scope = _of(job)
+    that retry points at). A workflow's step runs are not the job's to prune: they go with
+    their workflow run (``store.workflow_runs.delete``)."""
+    scope = sa.and_(_of(job), runs.c.workflow_run_id.is_(None))
     retried = sa.select(runs.c.parent_id).where(
         scope, runs.c.parent_id.is_not(None), runs.c.status.not_in(_TERMINAL)
     )
@@ -697,7 +698,7 @@ def deleted_jobs(
     newest = sa.func.max(runs.c.id).label("newest")
     groups = (
         sa.select(runs.c.namespace, runs.c.job_name, newest)
-        .where(runs.c.job_id.is_(None))
+        .where(runs.c.job_id.is_(None), runs.c.workflow_run_id.is_(None))
         .group_by(runs.c.namespace, runs.c.job_name)
         .order_by(runs.c.namespace, runs.c.job_name)
         .limit(limit)

@@ -4,7 +4,7 @@ transaction; what a workflow run does next is ``engine.workflows``."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from herder.model.errors import NotFound
+from herder.model.runs import Run, RunStatus
 from herder.model.workflow_state import WorkflowRun, WorkflowStatus
+from herder.store.runs import row_to_run
 from herder.store.tables import runs, workflow_runs
 
 ACTIVE = [s.value for s in WorkflowStatus if not s.terminal]
@@ -198,3 +200,118 @@ def lineage(conn: Connection, run: WorkflowRun) -> list[int]:
             sa.select(workflow_runs.c.rerun_of).where(workflow_runs.c.id == previous)
         )
     return found
+
+
+def overdue(conn: Connection, now: datetime) -> list[tuple[int, float]]:
+    """Top-level workflow runs still active past their frozen spec's ``timeout`` and not yet
+    being cancelled: (id, timeout in seconds), oldest first."""
+    rows = conn.execute(
+        sa.select(workflow_runs.c.id, workflow_runs.c.created_at,
+                  workflow_runs.c.spec["timeout"])
+        .where(workflow_runs.c.status.in_(ACTIVE), workflow_runs.c.parent_run_id.is_(None),
+               workflow_runs.c.cancel_requested_at.is_(None))
+        .order_by(workflow_runs.c.id)
+    )
+    found = []
+    for run_id, created_at, timeout in rows:
+        if isinstance(timeout, int | float) and created_at + timedelta(seconds=timeout) <= now:
+            found.append((run_id, float(timeout)))
+    return found
+
+
+WorkflowScope = int | tuple[str, str]  # a workflow's id, or a deleted one's (namespace, name)
+_TERMINAL = [s.value for s in WorkflowStatus if s.terminal]
+_RUN_TERMINAL = [s.value for s in RunStatus if s.terminal]
+
+
+def _scope(workflow: WorkflowScope) -> sa.ColumnElement[bool]:
+    top = workflow_runs.c.parent_run_id.is_(None)
+    if isinstance(workflow, int):
+        return sa.and_(top, workflow_runs.c.workflow_id == workflow)
+    namespace, name = workflow
+    return sa.and_(top, workflow_runs.c.workflow_id.is_(None),
+                   workflow_runs.c.namespace == namespace,
+                   workflow_runs.c.workflow_name == name)
+
+
+def prunable(
+    conn: Connection, workflow: WorkflowScope, *, older_than: datetime | None,
+    keep: int | None, limit: int,
+) -> list[int]:
+    """Ids of the workflow's ended top-level runs that its retention lets go: ended before
+    ``older_than``, or beyond its newest ``keep``. A run that a rerun was made of stays while
+    that rerun does (the rerun reads its step runs)."""
+    scope = _scope(workflow)
+    reread = sa.select(workflow_runs.c.rerun_of).where(workflow_runs.c.rerun_of.is_not(None))
+    conditions = []
+    if older_than is not None:
+        conditions.append(workflow_runs.c.finished_at < older_than)
+    if keep is not None:
+        newest = (
+            sa.select(workflow_runs.c.id).where(scope)
+            .order_by(workflow_runs.c.id.desc()).offset(keep).limit(1).scalar_subquery()
+        )
+        conditions.append(workflow_runs.c.id <= newest)
+    if not conditions:
+        return []
+    query = (
+        sa.select(workflow_runs.c.id)
+        .where(scope, workflow_runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
+               workflow_runs.c.id.not_in(reread))
+        .order_by(workflow_runs.c.id).limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def deleted_workflows(
+    conn: Connection, *, after: tuple[str, str] | None, limit: int
+) -> list[tuple[tuple[str, str], str, dict[str, Any] | None]]:
+    """Deleted workflows that left runs behind, by (namespace, name), each with the
+    ``retention`` its newest run was started under."""
+    newest = sa.func.max(workflow_runs.c.id).label("newest")
+    groups = (
+        sa.select(workflow_runs.c.namespace, workflow_runs.c.workflow_name, newest)
+        .where(workflow_runs.c.workflow_id.is_(None), workflow_runs.c.parent_run_id.is_(None))
+        .group_by(workflow_runs.c.namespace, workflow_runs.c.workflow_name)
+        .order_by(workflow_runs.c.namespace, workflow_runs.c.workflow_name)
+        .limit(limit)
+    )
+    if after is not None:
+        groups = groups.where(sa.tuple_(workflow_runs.c.namespace, workflow_runs.c.workflow_name)
+                              > sa.tuple_(*after))
+    found = groups.subquery()
+    query = (
+        sa.select(found.c.namespace, found.c.workflow_name, workflow_runs.c.spec["retention"])
+        .join(workflow_runs, workflow_runs.c.id == found.c.newest)
+        .order_by(found.c.namespace, found.c.workflow_name)
+    )
+    return [((row[0], row[1]), row[0], row[2]) for row in conn.execute(query)]
+
+
+def delete(conn: Connection, run_ids: list[int]) -> tuple[list[int], list[Run]]:
+    """Delete ended workflow runs (history pruning) with their nested runs and every step
+    run of them all; answers the ids deleted, and the step runs deleted, for their files. A
+    tree with
+    anything still active is left whole (``runs.workflow_run_id`` has no foreign key: step
+    runs are deleted here, explicitly)."""
+    gone: list[Run] = []
+    deleted: list[int] = []
+    for run_id in run_ids:
+        tree = [run_id]
+        todo = [run_id]
+        while todo:
+            todo = list(conn.scalars(sa.select(workflow_runs.c.id).where(
+                workflow_runs.c.parent_run_id.in_(todo))))
+            tree.extend(todo)
+        active = conn.scalar(sa.select(sa.func.count()).select_from(workflow_runs).where(
+            workflow_runs.c.id.in_(tree), workflow_runs.c.status.in_(ACTIVE)))
+        running = conn.scalar(sa.select(sa.func.count()).select_from(runs).where(
+            runs.c.workflow_run_id.in_(tree), runs.c.status.not_in(_RUN_TERMINAL)))
+        if active or running:
+            continue
+        gone.extend(row_to_run(row) for row in conn.execute(
+            runs.delete().where(runs.c.workflow_run_id.in_(tree)).returning(*runs.c)
+        ))
+        conn.execute(workflow_runs.delete().where(workflow_runs.c.id.in_(tree)))
+        deleted.append(run_id)
+    return deleted, gone

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.jobs import Job
 from herder.model.workflows import Workflow, WorkflowSpec, from_dict, refers_to
-from herder.store.jobs import parse_ref, scheduling, values
+from herder.store.jobs import iso, parse_ref, scheduling, values
 from herder.store.tables import jobs, workflows
 from herder.store.text import contains
 
@@ -117,16 +117,35 @@ def _nesting(
                 todo.append((*inner, [*path, "/".join(inner)]))
 
 
+def check_policy(spec: WorkflowSpec) -> None:
+    """What a workflow's policy fields cannot say yet: ``concurrency: queue``."""
+    if spec.concurrency == "queue":
+        raise InvalidSpec(
+            "concurrency: 'queue' is not supported for workflows; use allow, forbid or replace"
+        )
+
+
+def _scheduling(
+    old: WorkflowSpec | None, old_state: dict[str, Any] | None, spec: WorkflowSpec,
+    now: datetime,
+) -> dict[str, Any]:
+    """A job's ``scheduling``, planned at the slot itself whatever the concurrency policy: a
+    workflow run starts its first steps as it is created, so none is made ahead."""
+    fields = scheduling(old, old_state, spec, now, kind="workflow")
+    fields["plan_at"] = fields["next_run_at"]
+    return fields
+
+
 def create(
     conn: Connection, spec: WorkflowSpec, now: datetime, may_read: MayRead = _anyone
 ) -> Workflow:
     """Insert a new workflow; ``NameTaken`` if its namespace has one by that name."""
+    check_policy(spec)
     check_references(conn, spec, may_read)
     try:
         new_id = conn.execute(
             workflows.insert().values(
-                **values(spec, now), **scheduling(None, None, spec, now, kind="workflow"),
-                created_at=now,
+                **values(spec, now), **_scheduling(None, None, spec, now), created_at=now,
             )
         ).inserted_primary_key
     except IntegrityError as exc:
@@ -148,6 +167,7 @@ def update(
 ) -> Workflow:
     """Store a new spec for an existing workflow (its name and namespace may change)."""
     old = get(conn, str(workflow_id))
+    check_policy(spec)
     check_references(conn, spec, may_read)
     if spec.to_dict() == old.spec.to_dict():
         return old  # nothing changed: updated_at stays, as apply reports it
@@ -155,7 +175,7 @@ def update(
         conn.execute(
             workflows.update().where(workflows.c.id == workflow_id).values(
                 **values(spec, now),
-                **scheduling(old.spec, old.schedule_state, spec, now, kind="workflow"),
+                **_scheduling(old.spec, old.schedule_state, spec, now),
             )
         )
     except IntegrityError as exc:
@@ -269,3 +289,78 @@ def _refuse_while_used(what: str, users: list[str]) -> None:
             f"{what} is run as a step by workflow {', '.join(users[:5])}; change those first",
             details={"used_by": users},
         )
+
+
+# The scheduler's questions, as for jobs (``store.jobs.due``): ranges of the plan_at index.
+_NEXT_PLAN = sa.select(sa.func.min(workflows.c.plan_at))
+_DUE = (
+    sa.select(workflows)
+    .where(workflows.c.plan_at <= sa.bindparam("now"))
+    .order_by(workflows.c.plan_at)
+    .limit(sa.bindparam("limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_SET_SCHEDULE = (
+    workflows.update()
+    .where(workflows.c.id == sa.bindparam("workflow_id"))
+    .values(
+        next_run_at=sa.bindparam("next_run_at"),
+        plan_at=sa.bindparam("plan_at"),
+        schedule_state=sa.bindparam("schedule_state"),
+    )
+)
+
+
+def next_plan(conn: Connection) -> datetime | None:
+    """When the scheduler has a workflow's slot to plan next."""
+    moment: datetime | None = conn.execute(_NEXT_PLAN).scalar()
+    return moment
+
+
+def due(conn: Connection, now: datetime, limit: int) -> list[Workflow]:
+    """Workflows whose next slot has come, earliest first; on PostgreSQL their rows stay
+    locked until the transaction ends and other servers skip them."""
+    query = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
+    return [_row_to_workflow(row) for row in conn.execute(query, {"now": now, "limit": limit})]
+
+
+def schedule_update(
+    workflow: Workflow, next_slot: datetime | None, state: dict[str, Any]
+) -> dict[str, Any]:
+    """What the scheduler did to a workflow, for ``set_schedules``."""
+    state["next_slot"] = None if next_slot is None else iso(next_slot)
+    return {"workflow_id": workflow.id, "next_run_at": next_slot, "plan_at": next_slot,
+            "schedule_state": state}
+
+
+def set_schedules(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """Record ``schedule_update``s, in one statement."""
+    if updates:
+        conn.execute(_SET_SCHEDULE, updates)
+
+
+def switch_off(conn: Connection, workflow: Workflow, now: datetime) -> None:
+    """Disable a workflow whose schedule has no more slots (a one-shot that fired)."""
+    spec = workflow.spec.to_dict() | {"enabled": False}
+    conn.execute(workflows.update().where(workflows.c.id == workflow.id)
+                 .values(enabled=False, spec=spec, updated_at=now))
+
+
+def lock(conn: Connection, workflow_id: int) -> None:
+    """Hold the workflow's row until the transaction ends, so that concurrency decisions
+    about its runs are taken one at a time across servers. SQLite has one writer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(workflows.c.id).where(workflows.c.id == workflow_id)
+                     .with_for_update())
+
+
+def retentions(
+    conn: Connection, *, after_id: int | None, limit: int
+) -> list[tuple[int, str, dict[str, Any] | None]]:
+    """Workflows' ids and namespaces with their ``retention`` as written, in id order."""
+    retention = workflows.c.spec["retention"]
+    query = (sa.select(workflows.c.id, workflows.c.namespace, retention)
+             .order_by(workflows.c.id).limit(limit))
+    if after_id is not None:
+        query = query.where(workflows.c.id > after_id)
+    return [(row[0], row[1], row[2]) for row in conn.execute(query)]

@@ -80,7 +80,9 @@ async def create_workflow(
         now = engine.clock()
         return store.create(conn, _placed(conn, principal, spec, now), now, _reader(principal))
 
-    return WorkflowOut.of(await engine.db.write(create))
+    made = await engine.db.write(create)
+    engine.workflows_changed()
+    return WorkflowOut.of(made)
 
 
 @router.put("/{ref:path}", response_model=WorkflowOut, responses={201: {"model": WorkflowOut}})
@@ -102,6 +104,7 @@ async def replace_workflow(
         return store.replace(conn, placed, now, _reader(principal))
 
     workflow, created = await engine.db.write(apply)
+    engine.workflows_changed()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return WorkflowOut.of(workflow)
 
@@ -157,7 +160,9 @@ async def _set_enabled(
         spec = dataclasses.replace(workflow.spec, enabled=enabled)
         return store.update(conn, workflow.id, spec, engine.clock(), _reader(principal))
 
-    return WorkflowOut.of(await engine.db.write(switch))
+    switched = await engine.db.write(switch)
+    engine.workflows_changed()
+    return WorkflowOut.of(switched)
 
 
 @router.get("/{ref:path}", response_model=WorkflowOut)
@@ -190,7 +195,9 @@ async def patch_workflow(
         return store.update(conn, current.id, _placed(conn, principal, spec, now), now,
                             _reader(principal))
 
-    return WorkflowOut.of(await engine.db.write(patch))
+    patched = await engine.db.write(patch)
+    engine.workflows_changed()
+    return WorkflowOut.of(patched)
 
 
 @router.delete("/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
