@@ -5,7 +5,6 @@ writes a side effect to a file of the test's own folder, and every wait is on a 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
