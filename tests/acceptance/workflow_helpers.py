@@ -19,7 +19,7 @@ def name(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
 
 
-def make(s: Server, prefix: str, steps: list[dict[str, Any]], **spec: Any) -> str:
+def make(s: Server, prefix: str, steps: list[Any], **spec: Any) -> str:
     """Create a workflow; its ref."""
     answer = s.client.post("/api/v1/workflows", json={"name": name(prefix), "steps": steps,
                                                       **spec})
