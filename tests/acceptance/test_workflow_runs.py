@@ -424,6 +424,22 @@ def test_retry_a_failed_step_goes_on_also_from_failed(s: Server, out: Path) -> N
     assert got["a"]["attempt"] == 2 and got["c"]["status"] == "SUCCESS"
 
 
+def test_retry_is_refused_while_on_failure_steps_run(s: Server, out: Path) -> None:
+    steps = [{"name": "a", "command": f"test -e {out / 'fixed'}"}]
+    ref = make(s, "failing", steps, on_failure=[{"name": "page", "command": gate(out / "go")}])
+    run_id = start(s, ref)
+    wait_step(s, run_id, "page", "RUNNING")
+    assert detail(s, run_id)["status"] == "FAILING"
+    (out / "fixed").touch()
+    error = error_of(control(s, run_id, "retry", "a"), 409)
+    assert "on_failure steps are running" in error["message"]
+    (out / "go").touch()
+    assert wait_run(s, run_id)["status"] == "FAILED"
+    assert control(s, run_id, "retry", "a").status_code == 200
+    assert wait_run(s, run_id)["status"] == "SUCCESS"
+    assert [r["status"] for r in step_runs(s, run_id, "page")] == ["SUCCESS"]
+
+
 def test_rerun_from_failed_reuses_what_succeeded(s: Server, out: Path) -> None:
     flag = out / "fixed"
     steps = [

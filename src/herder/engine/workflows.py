@@ -523,6 +523,9 @@ def retry(conn: Connection, run_id: int, name: str, now: datetime) -> Admitted:
     if run.status in (WorkflowStatus.ABORTED, WorkflowStatus.CANCELLING):
         raise InvalidTransition(f"workflow run {run_id} was cancelled ({run.status.value}); "
                                 "rerun it instead", details={"status": run.status.value})
+    if run.status is WorkflowStatus.FAILING:  # else it could end with on_failure steps running
+        raise Conflict(f"workflow run {run_id} is FAILING: its on_failure steps are running; "
+                       "retry the step once it has FAILED", details={"status": run.status.value})
     _step_of(loaded, name)
     reset = retry_step(loaded.spec, loaded.states, name)
     floors = {**run.floors, **{step: loaded.attempts.get(step, 0) for step in reset}}
