@@ -15,6 +15,7 @@ from herder.model.workflow_state import (
     NOT_STARTED,
     StepState,
     context,
+    ended_as,
     foreach_status,
     outcome,
 )
@@ -102,9 +103,12 @@ def _node(spec: WorkflowSpec, step: Step, section: str, state: StepState) -> dic
         node["status"] = foreach_status(ordered).value if ended else "RUNNING"
     else:
         node["status"] = None if state.status is None else state.status.value
-    node["ended"] = outcome(spec, step, state) is not None or (
-        step.foreach is not None and state.status is not None and state.status.terminal
-    )
+    if step.foreach is not None and state.items:  # every item started so far has ended
+        node["ended"] = all(ended_as(step.retries, i) is not None for i in state.items.values())
+    else:
+        node["ended"] = outcome(spec, step, state) is not None or (
+            step.foreach is not None and state.status is not None and state.status.terminal
+        )
     node["attempt"] = state.attempt
     return node
 
