@@ -154,6 +154,7 @@ def test_outputs_reach_command_env_params_and_foreach(s: Server, out: Path) -> N
     assert lines(out / "gather") == ["3 xx yy zz"]  # the items' outputs, in item order
     each = nodes(s, run["id"])["each"]
     assert each["items"] == {"SUCCESS": 3} and each["status"] == "SUCCESS"
+    assert each["ended"]
     assert sorted(r["item"] for r in each["runs"]) == [0, 1, 2]
 
 
@@ -379,9 +380,13 @@ def test_skip_a_pending_step_and_not_a_running_one(s: Server, out: Path) -> None
         {"name": "b", "needs": ["a"], "command": append(out / "b", "x")},
         {"name": "c", "needs": ["b"], "command": append(out / "c", "x")},
         {"name": "d", "needs": [{"step": "b", "on": "always"}], "command": append(out / "d", "x")},
+        {"name": "each", "foreach": [1, 2], "command": "true"},
     ]
     run_id = start(s, make(s, "skip", steps))
     wait_step(s, run_id, "a", "RUNNING")
+    wait_for(lambda: nodes(s, run_id)["each"]["ended"], what="the foreach step to end")
+    error = error_of(control(s, run_id, "skip", "each"), 409)
+    assert error["message"].startswith("step 'each' is SUCCESS;"), error
     error = error_of(control(s, run_id, "skip", "a"), 409)
     assert error["message"] == ("step 'a' is RUNNING; only a step that has not started running "
                                 "can be skipped")

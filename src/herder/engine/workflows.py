@@ -33,6 +33,7 @@ from herder.model.workflow_state import (
     StepState,
     WorkflowRun,
     WorkflowStatus,
+    foreach_status,
 )
 from herder.model.workflow_steps import StepRun, graph, plan_step
 from herder.model.workflows import Step, Workflow, WorkflowSpec, from_dict, refers_to
@@ -465,7 +466,11 @@ def skip(conn: Connection, run_id: int, name: str, now: datetime, *, actor: str)
     step = _step_of(loaded, name)
     state = loaded.states.get(name, NOT_STARTED)
     if (step.foreach is not None and state.items) or not can_skip(state):
-        now_is = "RUNNING" if state.items else (state.status.value if state.status else "")
+        now_is = state.status.value if state.status else ""
+        if state.items:
+            ordered = [state.items[i] for i in sorted(state.items)]
+            over = all(i.status is not None and i.status.terminal for i in ordered)
+            now_is = foreach_status(ordered).value if over else "RUNNING"
         raise Conflict(f"step {name!r} is {now_is}; only a step that has not started running "
                        "can be skipped", details={"status": now_is})
     reason = f"skipped by {actor}"
