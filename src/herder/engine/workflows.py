@@ -37,6 +37,7 @@ from herder.model.workflow_state import (
     StepState,
     WorkflowRun,
     WorkflowStatus,
+    foreach_status,
 )
 from herder.model.workflow_steps import StepRun, graph, plan_step
 from herder.model.workflows import Step, Workflow, WorkflowSpec, from_dict, refers_to
@@ -387,7 +388,7 @@ def _set_status(
              extra={"workflow_run_id": run.id, "action": "workflow_status",
                     "status": decision.status.value})
     if ended and run.parent_run_id is not None:
-        store.bump(conn, {run.parent_run_id: 1})
+        run_store.bump(conn, {run.parent_run_id: 1})
         note(conn, run.parent_run_id, child=updated)
         done.add(advance(conn, run.parent_run_id, now))
 
@@ -599,7 +600,11 @@ def skip(conn: Connection, run_id: int, name: str, now: datetime, *, actor: str)
     step = _step_of(loaded, name)
     state = loaded.states.get(name, NOT_STARTED)
     if (step.foreach is not None and state.items) or not can_skip(state):
-        now_is = "RUNNING" if state.items else (state.status.value if state.status else "")
+        now_is = state.status.value if state.status else ""
+        if state.items:
+            ordered = [state.items[i] for i in sorted(state.items)]
+            over = all(i.status is not None and i.status.terminal for i in ordered)
+            now_is = foreach_status(ordered).value if over else "RUNNING"
         raise Conflict(f"step {name!r} is {now_is}; only a step that has not started running "
                        "can be skipped", details={"status": now_is})
     reason = f"skipped by {actor}"
@@ -657,6 +662,9 @@ def retry(conn: Connection, run_id: int, name: str, now: datetime) -> Admitted:
     if run.status in (WorkflowStatus.ABORTED, WorkflowStatus.CANCELLING):
         raise InvalidTransition(f"workflow run {run_id} was cancelled ({run.status.value}); "
                                 "rerun it instead", details={"status": run.status.value})
+    if run.status is WorkflowStatus.FAILING:  # else it could end with on_failure steps running
+        raise Conflict(f"workflow run {run_id} is FAILING: its on_failure steps are running; "
+                       "retry the step once it has FAILED", details={"status": run.status.value})
     _step_of(loaded, name)
     reset = retry_step(loaded.spec, loaded.states, name)
     floors = {**run.floors, **{step: loaded.attempt(step) for step in reset}}

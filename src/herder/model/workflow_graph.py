@@ -256,23 +256,33 @@ class _Sample(dict[str, Any]):
         return "sample"
 
 
-class _SampleSteps(dict[str, Any]):
-    """The steps a template may read, each with sample outputs, made only when read."""
+class _SampleItems(list[Any]):
+    """A foreach step's outputs: a list of its items' outputs, each any index a sample."""
 
-    def __init__(self, names: frozenset[str]) -> None:
+    def __getitem__(self, index: Any) -> Any:
+        return _Sample() if isinstance(index, int) else super().__getitem__(index)
+
+
+class _SampleSteps(dict[str, Any]):
+    """The steps a template may read, each with sample outputs (a foreach step's: a list of
+    them), made only when read."""
+
+    def __init__(self, names: frozenset[str], looped: frozenset[str]) -> None:
         super().__init__()
-        self.names = names
+        self.names, self.looped = names, looped
 
     def __missing__(self, key: str) -> dict[str, Any]:
         if key not in self.names:
             raise KeyError(key)
-        return {"outputs": _Sample(), "status": "SUCCESS"}
+        outputs = _SampleItems([_Sample()]) if key in self.looped else _Sample()
+        return {"outputs": outputs, "status": "SUCCESS"}
 
 
 def _sample_context(spec: WorkflowSpec, step: Step, steps: frozenset[str]) -> dict[str, Any]:
     return {
         "params": {**spec.params, **(step.params if step.kind == "command" else {})},
-        "steps": _SampleSteps(steps),
+        "steps": _SampleSteps(steps, frozenset(
+            s.name for s in (*spec.steps, *spec.on_failure) if s.foreach is not None)),
         "run": {"id": 1, "attempt": 1},
         "workflow": {"name": spec.name, "namespace": spec.namespace},
         "item": "item",

@@ -30,8 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
-from herder.store import workflow_runs as workflow_run_store
-from herder.store.tables import jobs, lock_claims, run_labels, runs
+from herder.store.tables import jobs, lock_claims, run_labels, runs, workflow_runs
 from herder.store.text import contains
 
 _NOT_LAUNCHED = [s.value for s in (RunStatus.READY, RunStatus.WAITING, RunStatus.ACTION_PENDING)]
@@ -208,7 +207,7 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     if counts:
         conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
     steps = Counter(run.workflow_run_id for run in created if run.workflow_run_id is not None)
-    workflow_run_store.bump(conn, dict(steps))
+    bump(conn, dict(steps))
     labelled = [
         {"run_id": run.id, "key": key, "value": value}
         for run in created for key, value in run.labels.items()
@@ -385,7 +384,7 @@ def set_status(
     row = conn.execute(statement, params).first()
     if row is not None:
         if target.terminal and row.workflow_run_id is not None:
-            workflow_run_store.bump(conn, {row.workflow_run_id: 1})
+            bump(conn, {row.workflow_run_id: 1})
         return row_to_run(row)
     current = get(conn, run_id)  # NotFound if it does not exist
     transition(current.status, target)  # raises InvalidTransition if that was the reason
@@ -741,3 +740,17 @@ def due_approvals(conn: Connection, now: datetime) -> list[Run]:
         ).order_by(runs.c.id).limit(500)
     )
     return [row_to_run(row) for row in rows]
+
+
+_BUMP = (
+    workflow_runs.update()
+    .where(workflow_runs.c.id == sa.bindparam("run_id"))
+    .values(version=workflow_runs.c.version + sa.bindparam("n"))
+)
+
+
+def bump(conn: Connection, changes: dict[int, int]) -> None:
+    """Count changes to workflow runs' steps (``workflow_runs.version``): a step run created or
+    ended, a nested run started or ended. ``{workflow run: changes}``."""
+    if changes:
+        conn.execute(_BUMP, [{"run_id": k, "n": n} for k, n in changes.items()])

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Row
 from herder.model.errors import NotFound
 from herder.model.runs import Run, RunStatus
 from herder.model.workflow_state import WorkflowRun, WorkflowStatus
-from herder.store.runs import row_to_run
+from herder.store.runs import bump, row_to_run
 from herder.store.tables import runs, workflow_runs
 
 ACTIVE = [s.value for s in WorkflowStatus if not s.terminal]
@@ -96,17 +96,6 @@ def create(conn: Connection, **values: Any) -> WorkflowRun | None:
     return row_to_workflow_run(row)
 
 
-_BUMP = (
-    workflow_runs.update()
-    .where(workflow_runs.c.id == sa.bindparam("run_id"))
-    .values(version=workflow_runs.c.version + sa.bindparam("n"))
-)
-
-
-def bump(conn: Connection, changes: dict[int, int]) -> None:
-    """Count changes to workflow runs' steps (``version``): ``{workflow run: changes}``."""
-    if changes:
-        conn.execute(_BUMP, [{"run_id": k, "n": n} for k, n in changes.items()])
 
 
 def not_found(run_id: int) -> NotFound:
