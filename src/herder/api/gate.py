@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from herder.api.auth import OPEN, Principal, Trail
+from herder.api.sessions import ADMIN, CSRF_HEADER, SESSION_COOKIE, CsrfRefused, Sessions
 from herder.model.errors import Unauthorized
 from herder.model.tokens import ALL_NAMESPACES, Role, Token, digest, parse_token, same_digest
 from herder.store import tokens as token_store
@@ -43,6 +44,11 @@ _NO_TOKEN = (
     "`herder token create`"
 )
 _UNKNOWN = "unknown token: no token matches it; check HERDER_TOKEN, or ask an admin for one"
+_SESSION_OVER = "your session has ended (signed out, expired, or its token revoked); sign in again"
+_NO_CSRF = (
+    "this change came with the session cookie but without a matching X-CSRF-Token header; "
+    "reload the page (API clients send a token instead of the cookie)"
+)
 
 
 def presented_token(headers: Mapping[str, str]) -> str | None:
@@ -72,9 +78,11 @@ class Gate:
     def __init__(
         self, db: Database, *, admin_token: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sessions: Sessions | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.sessions = sessions
         self._admin_digest = digest(admin_token) if admin_token else None
         self.enabled = admin_token is not None
         self._next_look = 0.0
@@ -108,6 +116,11 @@ class Gate:
             request.state.principal = principal
         return principal
 
+    async def authentication_on(self) -> bool:
+        """Whether callers must authenticate (looking for a first token at most once a
+        second, as requests do)."""
+        return self.enabled or await self._tokens_appeared()
+
     async def _tokens_appeared(self) -> bool:
         now = time.monotonic()
         if now < self._next_look:
@@ -122,16 +135,63 @@ class Gate:
     async def _authenticate(self, request: Request, trail: Trail | None) -> Principal:
         text = presented_token(request.headers)
         if text is None:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if cookie is not None and self.sessions is not None:
+                return await self._session(request, cookie, trail)
             raise Unauthorized(_NO_TOKEN)
+        principal, _ = await self.check_token(text, trail)
+        return principal
+
+    async def check_token(
+        self, text: str, trail: Trail | None = None
+    ) -> tuple[Principal, Token | None]:
+        """The principal of a presented token and its stored row (None for
+        ``HERDER_ADMIN_TOKEN``); ``Unauthorized`` saying why it is not accepted."""
         if self._admin_digest is not None and same_digest(digest(text), self._admin_digest):
-            return Principal(name=ADMIN_TOKEN_NAME, role=Role.ADMIN, namespace=ALL_NAMESPACES,
-                             trail=trail)
+            return self._admin(trail), None
         token_id, secret = parse_token(text)
         token = await self._lookup(token_id)
         if token is None or not same_digest(digest(secret), token.secret_hash):
             raise Unauthorized(_UNKNOWN)
         token.usable(self.clock())  # only now: its state is told only to who holds it
         self._touch(token_id)
+        return self._of(token, trail), token
+
+    def session_bound(self, token: Token | None) -> str | None:
+        """What a session cookie's signature covers besides itself: the token's stored hash,
+        or the hash of ``HERDER_ADMIN_TOKEN`` (None when it is not set)."""
+        return token.secret_hash if token is not None else self._admin_digest
+
+    async def _session(self, request: Request, cookie: str, trail: Trail | None) -> Principal:
+        """The principal of a session cookie, re-checked against its token on every request;
+        a change must also carry the session's CSRF value."""
+        assert self.sessions is not None
+        claim = self.sessions.parse(cookie)
+        if claim is None:
+            raise Unauthorized(_SESSION_OVER)
+        if claim.token_id == ADMIN:
+            token, bound = None, self._admin_digest
+        else:
+            token = await self._lookup(claim.token_id)
+            bound = token.secret_hash if token is not None else None
+        now = self.clock()
+        if bound is None or not self.sessions.valid(claim, bound=bound, now=now):
+            raise Unauthorized(_SESSION_OVER)
+        if token is not None:
+            token.usable(now)
+            self._touch(token.id)
+        if trail is not None and not self.sessions.same_csrf(
+                cookie, request.headers.get(CSRF_HEADER)):
+            raise CsrfRefused(_NO_CSRF)
+        return self._admin(trail) if token is None else self._of(token, trail)
+
+    @staticmethod
+    def _admin(trail: Trail | None) -> Principal:
+        return Principal(name=ADMIN_TOKEN_NAME, role=Role.ADMIN, namespace=ALL_NAMESPACES,
+                         trail=trail)
+
+    @staticmethod
+    def _of(token: Token, trail: Trail | None) -> Principal:
         return Principal(name=token.name, token_id=token.id, role=token.role,
                          namespace=token.namespace, trail=trail)
 
