@@ -86,7 +86,7 @@ export function filters(path, params, fields) {
       input = h('input', {id, name: field.name, type: 'search', value: params.get(field.name),
         placeholder: field.placeholder || null, autocomplete: 'off'});
     }
-    form.append(h('label', {for: id}, h('span', {}, field.label), input));
+    form.append(h('div', {class: 'field'}, h('label', {for: id}, field.label), input));
   }
   form.append(h('div', {class: 'filter-buttons'},
     h('button', {type: 'submit', class: 'primary'}, 'Apply'),

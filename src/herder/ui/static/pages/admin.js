@@ -54,10 +54,10 @@ async function tokens(view, {params, signal}) {
   const expires = h('input', {id: 'tk-exp', placeholder: '30d (empty: never)',
     autocomplete: 'off'});
   const form = h('form', {class: 'filters'},
-    h('label', {for: 'tk-name'}, h('span', {}, 'Name'), name),
-    h('label', {for: 'tk-ns'}, h('span', {}, 'Namespace (* for all)'), namespace),
-    h('label', {for: 'tk-role'}, h('span', {}, 'Role'), role),
-    h('label', {for: 'tk-exp'}, h('span', {}, 'Expires in'), expires),
+    h('div', {class: 'field'}, h('label', {for: 'tk-name'}, 'Name'), name),
+    h('div', {class: 'field'}, h('label', {for: 'tk-ns'}, 'Namespace (* for all)'), namespace),
+    h('div', {class: 'field'}, h('label', {for: 'tk-role'}, 'Role'), role),
+    h('div', {class: 'field'}, h('label', {for: 'tk-exp'}, 'Expires in'), expires),
     h('div', {class: 'filter-buttons'}, h('button', {type: 'submit', class: 'primary'},
       'Create token')));
   form.addEventListener('submit', async (event) => {

@@ -36,10 +36,9 @@ function counts(summary) {
 }
 
 export async function render(view, {signal}) {
-  const parts = {
-    counts: h('div', {}), running: h('div', {}), failures: h('div', {}), due: h('div', {}),
-    locks: h('div', {}),
-  };
+  const loading = () => h('div', {}, h('p', {class: 'muted'}, 'Loading…'));
+  const parts = {counts: loading(), running: loading(), failures: loading(), due: loading(),
+    locks: loading()};
   replace(view, h('h1', {}, 'Dashboard'),
     h('div', {class: 'grid'},
       section('Last 24 hours', parts.counts),

@@ -15,7 +15,7 @@ function runNow(job, line) {
   const inputs = names.map((name) => {
     const id = `param-${name}`;
     const input = h('input', {id, name, value: String(job.params[name]), autocomplete: 'off'});
-    form.append(h('label', {for: id}, h('span', {}, name), input));
+    form.append(h('div', {class: 'field'}, h('label', {for: id}, name), input));
     return input;
   });
   const manual = h('input', {type: 'checkbox', id: 'manual-start', name: 'manual_start'});
