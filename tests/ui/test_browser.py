@@ -51,7 +51,8 @@ def test_sign_in_gives_a_strict_http_only_cookie(page: Any, context: Any) -> Non
 
 def test_run_a_job_with_a_param_and_watch_its_log_arrive(page: Any, site: Site) -> None:
     site.job(name="ticker", params={"who": "world"},
-             command='for i in 1 2 3 4 5 6; do echo "tick $i "{{ params.who | shell_quote }}; sleep 0.5; done')
+             command='for i in 1 2 3 4 5 6; do echo "tick $i "{{ params.who | shell_quote }}; '
+                     'sleep 0.5; done')
     page.goto(f"{site.url}/#/jobs/default/ticker")
     page.get_by_label("who").fill("browser")
     page.get_by_role("button", name="Run now").click()

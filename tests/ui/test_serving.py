@@ -33,7 +33,8 @@ def test_the_page_and_its_assets_carry_the_security_headers(site: Site) -> None:
 
 def test_unknown_ui_paths_serve_the_page_and_the_api_keeps_its_answers(site: Site) -> None:
     with httpx.Client(base_url=site.url) as client:
-        for path in ("/ui/", "/ui/runs/12", "/ui/%2e%2e/%2e%2e/secret.key", "/ui/pages%2f..%2f..%2fherder.db"):
+        for path in ("/ui/", "/ui/runs/12", "/ui/%2e%2e/%2e%2e/secret.key",
+                     "/ui/pages%2f..%2f..%2fherder.db"):
             answer = client.get(path)
             assert answer.status_code == 200 and "<main" in answer.text, path
         missing = client.get("/api/v1/nothing-here")
