@@ -176,3 +176,26 @@ def test_an_open_server_needs_no_sign_in(tmp_path_factory: pytest.TempPathFactor
         assert refused.status_code == 409 and "open" in refused.json()["error"]["message"]
     finally:
         server.close()
+
+
+def test_a_change_from_another_site_is_refused_also_on_an_open_server() -> None:
+    """An open server has no cookie to protect: a page of another site must not reach it."""
+    from tests.acceptance.conftest import short_dir
+    from tests.servers import Server
+
+    server = Server(short_dir() / "data").start()
+    try:
+        server.create_job(name="victim", command="true")
+        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Sec-Fetch-Site": "cross-site"}):
+            refused = server.client.post("/api/v1/jobs/victim/runs", headers=headers)
+            assert refused.status_code == 403, headers
+            assert refused.json()["error"]["code"] == "csrf_failed"
+        assert server.client.get("/api/v1/runs").json()["items"] == []
+        same = server.client.post("/api/v1/jobs/victim/runs",
+                                  headers={"Origin": server.url, "Sec-Fetch-Site": "same-origin"})
+        assert same.status_code == 201, same.text
+        assert server.client.get("/api/v1/jobs", headers={"Origin": "http://evil.example"}
+                                 ).status_code == 200  # reads are not refused
+    finally:
+        server.close()

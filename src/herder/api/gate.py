@@ -25,7 +25,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from herder.api.auth import OPEN, Principal, Trail
-from herder.api.sessions import ADMIN, CSRF_HEADER, SESSION_COOKIE, CsrfRefused, Sessions
+from herder.api.sessions import (
+    ADMIN,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    CsrfRefused,
+    Sessions,
+    cross_site,
+)
 from herder.model.errors import Unauthorized
 from herder.model.tokens import ALL_NAMESPACES, Role, Token, digest, parse_token, same_digest
 from herder.store import tokens as token_store
@@ -45,6 +52,10 @@ _NO_TOKEN = (
 )
 _UNKNOWN = "unknown token: no token matches it; check HERDER_TOKEN, or ask an admin for one"
 _SESSION_OVER = "your session has ended (signed out, expired, or its token revoked); sign in again"
+_CROSS_SITE = (
+    "a change sent by a page of another site is refused (its Origin is not this server's); "
+    "use the herder UI of this server, the CLI, or a client that sends no Origin"
+)
 _NO_CSRF = (
     "this change came with the session cookie but without a matching X-CSRF-Token header; "
     "reload the page (API clients send a token instead of the cookie)"
@@ -108,6 +119,10 @@ class Gate:
 
     async def principal(self, request: Request) -> Principal:
         trail = None if request.method in SAFE_METHODS else Trail()
+        if trail is not None and cross_site(request.headers):
+            # A page of another site made the browser send this (an open server has no
+            # cookie to protect, so this is its only guard against such pages).
+            raise CsrfRefused(_CROSS_SITE)
         if not self.enabled and not await self._tokens_appeared():
             principal = OPEN if trail is None else dataclasses.replace(OPEN, trail=trail)
         else:
@@ -180,10 +195,12 @@ class Gate:
         if token is not None:
             token.usable(now)
             self._touch(token.id)
+        principal = self._admin(trail) if token is None else self._of(token, trail)
         if trail is not None and not self.sessions.same_csrf(
                 cookie, request.headers.get(CSRF_HEADER)):
+            request.state.principal = principal  # the audit entry names whose session it was
             raise CsrfRefused(_NO_CSRF)
-        return self._admin(trail) if token is None else self._of(token, trail)
+        return principal
 
     @staticmethod
     def _admin(trail: Trail | None) -> Principal:

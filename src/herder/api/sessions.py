@@ -22,9 +22,10 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from herder.model.errors import Forbidden
 
@@ -107,3 +108,17 @@ def expiry(now: datetime, token_expires_at: datetime | None) -> datetime:
     """A session lasts ``LIFETIME``, never past its token's own expiry."""
     end = now + LIFETIME
     return end if token_expires_at is None else min(end, token_expires_at)
+
+
+def cross_site(headers: Mapping[str, str]) -> bool:
+    """Whether a browser says a page of another origin made this request: an ``Origin`` that
+    is not this server's host (browsers send it with every cross-origin POST, PUT, PATCH and
+    DELETE), or, without one, ``Sec-Fetch-Site: cross-site``. Clients that are not browsers
+    send neither."""
+    origin = headers.get("origin")
+    if origin is None:
+        return headers.get("sec-fetch-site") == "cross-site"
+    # Behind a proxy that rewrites Host, the host the browser asked for is X-Forwarded-Host.
+    hosts = {value.lower() for value in (headers.get("host"), headers.get("x-forwarded-host"))
+             if value}
+    return origin == "null" or urlsplit(origin).netloc.lower() not in hosts
