@@ -10,6 +10,11 @@ Per request, a token costs a dictionary lookup and a SHA-256: stored tokens are 
 ``CACHE_TTL`` seconds (a revocation through this server evicts at once; through another server
 it takes effect here within that time), and ``last_used_at`` is written at most once a minute
 per token, queued on the store's writer without waiting for it.
+
+A browser signed in through ``POST /api/v1/session`` sends a session cookie instead of a token
+(``herder.api.sessions``): the gate checks its signature and its token as above, and the CSRF
+header of a change. Any change a browser marks as sent by another site's page is refused, on an
+open server too.
 """
 
 from __future__ import annotations
