@@ -27,6 +27,7 @@ from herder.api.routes import (
     session,
     tokens,
     variables,
+    workflow_runs,
     workflows,
 )
 from herder.api.routes.bundles import bundle_limits, upload_limits
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(workflows.router)
+    app.include_router(workflow_runs.router)
     app.include_router(variables.variables)
     app.include_router(variables.secrets)
     app.include_router(run_files.router)

@@ -378,6 +378,11 @@ class RunOut(BaseModel):
     reason: str | None = Field(
         None, description="while WAITING, what for: e.g. 'waiting for lock db (held by run 812)'"
     )
+    workflow_run: int | None = Field(None, description="the workflow run this run is a step of")
+    step: str | None = Field(None, description="the workflow step it runs")
+    item: int | None = Field(None, description="a foreach step's item (its index)")
+    decided_by: str | None = Field(None, description="who approved, rejected or skipped it")
+    decided_at: datetime | None = None
 
     @classmethod
     def of(cls, run: Run, held: list[RunLock] | None = None) -> RunOut:
@@ -392,6 +397,9 @@ class RunOut(BaseModel):
             params=run.params, outputs=run.outputs, outputs_error=run.outputs_error,
             backend=run.backend, node=run.node, labels=run.labels,
             cancel_requested_at=run.cancel_requested_at,
+            workflow_run=run.workflow_run_id, step=run.step,
+            item=run.item if run.step is not None and run.item >= 0 else None,
+            decided_by=run.decided_by, decided_at=run.decided_at,
         )
 
 

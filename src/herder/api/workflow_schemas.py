@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from herder.backends import base as backends
 from herder.model import jobs as rules
 from herder.model.errors import InvalidSpec
+from herder.model.workflow_state import WorkflowRun
 from herder.model.workflows import Workflow, WorkflowSpec, parse_workflow
 
 Scalar = str | int | float | bool
@@ -118,3 +119,91 @@ class WorkflowOut(BaseModel):
             updated_at=workflow.updated_at, next_run_at=workflow.next_run_at,
             **workflow.spec.to_dict(),
         )
+
+
+class WorkflowRunIn(BaseModel):
+    """Start a workflow run: ``params`` override the workflow's declared ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class WorkflowRunOut(BaseModel):
+    id: int
+    workflow: str = Field(description="namespace/name")
+    workflow_id: int | None
+    namespace: str
+    status: str = Field(description="RUNNING, ACTION_PENDING, PAUSED, CANCELLING, FAILING, "
+                                    "SUCCESS, FAILED or ABORTED")
+    reason: str
+    params: dict[str, Any]
+    trigger: str
+    submitter: str | None
+    scheduled_for: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    paused_at: datetime | None
+    cancel_requested_at: datetime | None
+    parent_run_id: int | None = Field(description="the workflow run this one is a step of")
+    parent_step: str | None
+    rerun_of: int | None = Field(description="the workflow run this one reran")
+
+    @classmethod
+    def of(cls, run: WorkflowRun) -> WorkflowRunOut:
+        return cls(
+            id=run.id, workflow=run.ref, workflow_id=run.workflow_id, namespace=run.namespace,
+            status=run.status.value, reason=run.reason, params=run.params, trigger=run.trigger,
+            submitter=run.submitter, scheduled_for=run.scheduled_for, created_at=run.created_at,
+            updated_at=run.updated_at, finished_at=run.finished_at, paused_at=run.paused_at,
+            cancel_requested_at=run.cancel_requested_at, parent_run_id=run.parent_run_id,
+            parent_step=run.parent_step, rerun_of=run.rerun_of,
+        )
+
+
+class StepRunOut(BaseModel):
+    id: int
+    item: int | None = Field(description="a foreach step's item index")
+    attempt: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class NodeOut(BaseModel):
+    id: str = Field(description="the step's name")
+    kind: str = Field(description="job, command, workflow or approval")
+    section: str = Field(description="steps or on_failure")
+    status: str | None = Field(description="its current run's status; null before it has one")
+    ended: bool
+    attempt: int
+    items: dict[str, int] | None = Field(None, description="a foreach step's items by status")
+    runs: list[StepRunOut] = Field(description="every run of the step, oldest first")
+    child: int | None = Field(description="a nested step: its workflow run")
+    message: str | None = Field(description="an approval's message")
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EdgeOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str = Field(alias="from", serialization_alias="from")
+    to: str
+    on: str = Field(description="success, failure or always")
+
+
+class GraphOut(BaseModel):
+    """A workflow run as a graph: a node per step, an edge per need."""
+
+    run: WorkflowRunOut
+    nodes: list[NodeOut]
+    edges: list[EdgeOut]
+
+
+class WorkflowRunDetail(WorkflowRunOut):
+    """A workflow run with its steps (the graph's nodes)."""
+
+    steps: list[NodeOut]

@@ -27,6 +27,20 @@ from herder.store import run_files as file_store
 from herder.store import runs as run_store
 
 
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """The workflow step a run is: its workflow run, step and foreach item."""
+
+    workflow_run_id: int
+    step: str
+    item: int = 0
+    context: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"workflow_run_id": self.workflow_run_id, "step": self.step, "item": self.item,
+                "context": self.context}
+
+
 @dataclass(slots=True)
 class Admitted:
     """What ``admit`` or ``after_end`` did: runs made READY now (wake the dispatcher) and
@@ -59,11 +73,12 @@ def admit(
     not_before: datetime | None = None,
     by_person: bool = False,
     manual: bool = False,
+    step: StepRef | None = None,
 ) -> Admitted:
     """Create a run of ``job`` as its concurrency policy says: READY, WAITING (queue), SKIPPED
     (forbid) or, when ``by_person`` asked over the API and waits for the answer, refused with
     ``Conflict`` (forbid). A ``manual`` run is created ACTION_PENDING; its policy is applied
-    when it is approved (``approve``)."""
+    when it is approved (``approve``). ``step``: the workflow step this run is."""
     if manual:
         status, error, done = RunStatus.ACTION_PENDING, None, Admitted()
     else:
@@ -73,6 +88,7 @@ def admit(
         conn, job=job, params=params, env=env, trigger=trigger, now=now, submitter=submitter,
         scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id,
         status=RunStatus.WAITING if locked else status, not_before=not_before, error=error,
+        **({} if step is None else step.fields()),
     )
     if parent_id is not None:  # a retry is given its parent's input files, in this transaction
         file_store.copy(conn, parent_id, run.id)
@@ -164,7 +180,10 @@ def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
         conn, old.id, force=False, now=now, reason="replaced by a newer run (concurrency replace)"
     )
     if cancelled.status.terminal:
-        return _unlock(conn, cancelled, now)
+        done = _unlock(conn, cancelled, now)
+        if cancelled.workflow_run_id is not None:  # a workflow's step: its workflow goes on
+            done.add(_step_ended(conn, cancelled, now))
+        return done
     return Admitted(stop=[cancelled] if cancelled.status in LAUNCHED else [])
 
 
@@ -179,13 +198,23 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
     job's, the namespace's lock decisions, then the rows of runs not launched.)"""
     done = _follow_ups(conn, run, now)
     done.add(_unlock(conn, run, now))
+    if run.workflow_run_id is not None:
+        done.add(_step_ended(conn, run, now))
     return done
+
+
+def _step_ended(conn: Connection, run: Run, now: datetime) -> Admitted:
+    # Imported here: the workflow engine admits its job steps through this module.
+    from herder.engine import workflows
+
+    return workflows.step_ended(conn, run, now)
 
 
 def _follow_ups(conn: Connection, run: Run, now: datetime) -> Admitted:
     done = Admitted()
     frozen = run.spec
-    retried = bool(frozen.get("retries")) and run.status in RETRIED
+    # A workflow retries its steps itself (``model.workflow_runs.decide``), never twice over.
+    retried = bool(frozen.get("retries")) and run.status in RETRIED and run.step is None
     if run.job_id is None:
         return done  # the job was deleted: no retry, no queue to move
     # Runs may wait even if this one was not queued: the job's policy may have changed since.

@@ -33,7 +33,7 @@ from typing import Any
 from herder.backends import base as backends
 from herder.backends.base import Backend, Exited, Handle, Running
 from herder.bundles.archive import Limits
-from herder.engine import admission, outputs, scheduler, values
+from herder.engine import admission, outputs, scheduler, values, workflows
 from herder.engine.admission import Admitted
 from herder.engine.launch import build_context
 from herder.engine.retention import Pruner
@@ -44,12 +44,15 @@ from herder.model.errors import BackendError, Conflict, HerderError, InvalidSpec
 from herder.model.jobs import Job, JobSpec, check_env, merge_params
 from herder.model.policies import Retention
 from herder.model.runs import LAUNCHED, Run, RunStatus, StopReason, Trigger
+from herder.model.workflow_state import WorkflowRun
 from herder.secret_keys import SecretKeys
 from herder.store import jobs as job_store
 from herder.store import locks as lock_store
 from herder.store import run_files as file_store
 from herder.store import runs as run_store
 from herder.store import servers as server_store
+from herder.store import workflow_runs as workflow_run_store
+from herder.store import workflows as workflow_store
 from herder.store.database import Database
 from herder.store.servers import Server
 
@@ -86,8 +89,10 @@ class Engine:
         prune_every: float = 300.0,
         secret_keys: SecretKeys | None = None,
         bundle_limits: Limits | None = None,
+        workflow_sweep: float = 30.0,
     ) -> None:
         self.db = db
+        self.workflow_sweep = workflow_sweep
         self.secret_keys = secret_keys or SecretKeys(data_dir=data_dir)
         # The masker of each run launched here (NO_MASK for most), until it ends; a run found
         # again after a restart or a takeover has none, and its end derives it.
@@ -136,7 +141,9 @@ class Engine:
                 await self.reconcile()
                 repaired = await self.db.write(lock_store.repair, self.clock())
                 await self._admitted(Admitted(created=repaired))
+                await self.advance_workflows()
                 tasks.create_task(self._dispatch_loop(), name="herder-dispatch")
+                tasks.create_task(self._workflow_loop(), name="herder-workflows")
                 tasks.create_task(self._deadline_loop(), name="herder-deadlines")
                 tasks.create_task(self._lease_loop(), name="herder-lease")
                 if self.schedule:
@@ -227,11 +234,22 @@ class Engine:
         await self._admitted(admitted)
         return admitted.created[0]
 
-    async def approve(self, run_id: int) -> Run:
-        """Send an ACTION_PENDING run on (READY, or WAITING behind its job's queue)."""
-        admitted = await self.db.write(admission.approve, run_id, self.clock())
+    async def approve(self, run_id: int, *, actor: str = "anonymous") -> Run:
+        """Send an ACTION_PENDING run on (READY, or WAITING behind its job's queue); a
+        workflow's approval step ends SUCCESS, approved by ``actor``."""
+
+        def send_on(conn: Any) -> tuple[Run, Admitted]:
+            now = self.clock()
+            run = run_store.get(conn, run_id)
+            if run.workflow_run_id is not None and run.job_id is None:
+                done = workflows.answer(conn, run_id, now, actor=actor, approve=True)
+                return run_store.get(conn, run_id), done
+            done = admission.approve(conn, run_id, now)
+            return done.created[-1], done
+
+        run, admitted = await self.db.write(send_on)
         await self._admitted(admitted)
-        return admitted.created[-1]
+        return run
 
     async def cancel(self, run_id: int, *, force: bool = False) -> Run:
         """Ask a run to stop; the terminal ABORTED follows once its process is gone."""
@@ -248,6 +266,101 @@ class Engine:
         if run.handle is not None and run.status in LAUNCHED:
             await self._stop(run, force=run.cancel_force)
         return run
+
+    # Workflows ---------------------------------------------------------------------------------
+
+    async def start_workflow(
+        self,
+        ref: str,
+        *,
+        params: dict[str, Any] | None = None,
+        trigger: Trigger = Trigger.API,
+        submitter: str | None = None,
+        authorize: Callable[[Any], None] | None = None,
+    ) -> WorkflowRun:
+        """Start a run of workflow ``ref``: its first steps are created in the same
+        transaction. ``authorize`` sees the workflow first and raises to refuse."""
+
+        def create(conn: Any) -> tuple[WorkflowRun, Admitted]:
+            workflow = workflow_store.get(conn, ref)
+            if authorize is not None:
+                authorize(workflow)
+            run, admitted = workflows.start(conn, workflow, params=params or {},
+                                            trigger=trigger, now=self.clock(),
+                                            submitter=submitter)
+            assert run is not None  # only a scheduled slot or a nested step can be taken
+            return run, admitted
+
+        run, admitted = await self.db.write(create)
+        await self._admitted(admitted)
+        return run
+
+    async def control_workflow(
+        self, run_id: int, action: str, *, step: str | None = None, actor: str = "anonymous",
+    ) -> WorkflowRun:
+        """A run-time control of a workflow run (``pause``, ``resume``, ``cancel``, ``rerun``,
+        and for a step ``skip``, ``retry``, ``approve``, ``reject``); answers the workflow run
+        (for ``rerun``, the new one)."""
+
+        def apply(conn: Any) -> tuple[WorkflowRun, Admitted]:
+            now = self.clock()
+            target = run_id
+            if action == "pause":
+                done = workflows.pause(conn, run_id, now)
+            elif action == "resume":
+                done = workflows.resume(conn, run_id, now)
+            elif action == "cancel":
+                done = workflows.cancel(conn, run_id, now)
+            elif action == "rerun":
+                again, done = workflows.rerun(conn, run_id, now, submitter=actor)
+                target = again.id
+            elif step is None:
+                raise ValueError(f"unknown workflow control {action!r}")
+            elif action == "skip":
+                done = workflows.skip(conn, run_id, step, now, actor=actor)
+            elif action == "retry":
+                done = workflows.retry(conn, run_id, step, now)
+            elif action in ("approve", "reject"):
+                done = workflows.decide_approval(conn, run_id, step, now, actor=actor,
+                                                 approve=action == "approve")
+            else:
+                raise ValueError(f"unknown step control {action!r}")
+            return workflow_run_store.get(conn, target), done
+
+        run, admitted = await self.db.write(apply)
+        await self._admitted(admitted)
+        return run
+
+    async def advance_workflows(self) -> None:
+        """Decide again for every active workflow run, each in its own transaction: after a
+        restart, whatever had not been applied is applied now (and nothing twice)."""
+        for run_id in await self.db.read(workflow_run_store.active_ids):
+            try:
+                admitted = await self.db.write(workflows.advance, run_id, self.clock())
+            except Exception:
+                log.exception("workflow run %s: could not decide what it does next", run_id,
+                              extra={"workflow_run_id": run_id,
+                                     "action": "workflow_advance_failed"})
+                continue
+            await self._admitted(admitted)
+
+    async def _workflow_loop(self) -> None:
+        """Time out approvals nobody answered; now and then, decide again for every active
+        workflow run (a decision that failed inside a run's end is taken here)."""
+        last_sweep = self.clock()
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.dispatching:
+                continue
+            try:
+                admitted = await self.db.write(workflows.time_out_approvals, self.clock())
+                await self._admitted(admitted)
+                if (self.clock() - last_sweep).total_seconds() >= self.workflow_sweep:
+                    last_sweep = self.clock()
+                    await self.advance_workflows()
+            except Exception:
+                log.exception("workflow upkeep failed; trying again in a second",
+                              extra={"action": "workflow_upkeep_failed"})
 
     async def release_lock(self, namespace: str, name: str, run_id: int) -> list[Run]:
         """Take lock ``name`` from run ``run_id`` (which goes on) and let its next waiters in,
@@ -311,14 +424,33 @@ class Engine:
         if mask and isinstance(fields.get("error"), str):
             fields["error"] = mask.text(fields["error"])
 
-        def end(conn: Any) -> tuple[Run, Admitted]:
+        def end(conn: Any) -> tuple[Run, Admitted, tuple[list[Run], set[int]]]:
             now = self.clock()
             run = fn(conn, run_id, owner=self.owner, epoch=self.epoch, now=now, **fields)
-            return run, admission.after_end(conn, run, now)
+            more = admission.after_end(conn, run, now)
+            return run, more, self._take(conn, more, now)
 
-        run, more = await self.db.write(end)
+        run, more, (taken, with_files) = await self.db.write(end)
         await self._admitted(more)
+        for claimed in taken:
+            self._spawn_run_task(claimed.id, self._launch(claimed, claimed.id in with_files))
         return run
+
+    def _take(self, conn: Any, admitted: Admitted, now: datetime) -> tuple[list[Run], set[int]]:
+        """Claim, in the transaction that made them READY, the runs an end let go (a retry
+        due now, a queued run, a workflow's next steps): they start without waiting for the
+        dispatcher's own claim. Those taken leave ``admitted`` (nobody need be woken)."""
+        if not self.dispatching:
+            return [], set()
+        due = now + LEAD
+        ids = [r.id for r in admitted.created if r.status is RunStatus.READY
+               and (r.not_before is None or r.not_before <= due)][: self.dispatch_batch]
+        if not ids:
+            return [], set()
+        taken, with_files = _claim_ids(conn, self.owner, ids, epoch=self.epoch)
+        gone = {r.id for r in taken}
+        admitted.created = [r for r in admitted.created if r.id not in gone]
+        return taken, with_files
 
     async def retry(self, run_id: int, *, submitter: str | None = None) -> Run:
         """Resubmit an ended run as a new run of its job: same params and env, ``attempt + 1``,
@@ -329,6 +461,12 @@ class Engine:
             if not old.status.terminal:
                 raise Conflict(
                     f"run {run_id} is still {old.status.value}; only an ended run can be retried"
+                )
+            if old.workflow_run_id is not None:
+                raise Conflict(
+                    f"run {run_id} is step {old.step!r} of workflow run {old.workflow_run_id}; "
+                    f"retry it there: POST /api/v1/workflow-runs/{old.workflow_run_id}/steps/"
+                    f"{old.step}/retry"
                 )
             if old.job_id is None:
                 raise Conflict(f"the job of run {run_id} ({old.job_ref}) has been deleted")
@@ -358,12 +496,9 @@ class Engine:
                 continue
             try:
                 while True:
-                    claimed = await self.db.write(
-                        run_store.claim_ready, self.owner, self.dispatch_batch,
-                        epoch=self.epoch, now=self.clock() + LEAD,
-                    )
-                    with_files = await self.db.read(
-                        file_store.runs_with_files, [run.id for run in claimed]
+                    claimed, with_files = await self.db.write(
+                        _claim, self.owner, self.dispatch_batch, epoch=self.epoch,
+                        now=self.clock() + LEAD,
                     )
                     for run in claimed:
                         self._spawn_run_task(run.id, self._launch(run, run.id in with_files))
@@ -636,6 +771,22 @@ class Engine:
                           extra={"action": "lock_grant_failed"})
             return
         await self._admitted(Admitted(created=granted))
+
+
+def _claim(
+    conn: Any, owner: str, limit: int, *, epoch: int, now: datetime
+) -> tuple[list[Run], set[int]]:
+    """Claim READY runs, and say which have input files, in one transaction (a read after
+    it would cost each run's start another trip through a thread)."""
+    claimed = run_store.claim_ready(conn, owner, limit, epoch=epoch, now=now)
+    return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
+
+
+def _claim_ids(
+    conn: Any, owner: str, ids: list[int], *, epoch: int
+) -> tuple[list[Run], set[int]]:
+    claimed = run_store.claim(conn, owner, ids, epoch=epoch)
+    return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
 
 
 def _next_times(

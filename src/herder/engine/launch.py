@@ -54,14 +54,20 @@ def build_env(
             "HERDER_INPUTS": str(work_dir / inputs.FOLDER),
         }
     )
+    if run.workflow_run_id is not None:  # a workflow's step
+        env["HERDER_WORKFLOW_RUN_ID"] = str(run.workflow_run_id)
+        env["HERDER_STEP"] = run.step or ""
     return env
 
 
 def template_context(run: Run, spec: JobSpec, values: Values) -> dict[str, Any]:
-    """What templates see, except ``params`` (rendered first, from this context)."""
+    """What templates see, except ``params`` (rendered first, from this context). A workflow's
+    inline step also sees its step context (``steps``, ``workflow``, ``item``, and ``run`` as
+    the workflow run), laid over the run's own."""
     return {
         **values.context(),
         **run_context(spec, run_id=run.id, attempt=run.attempt, scheduled_for=run.scheduled_for),
+        **(run.context or {}),
     }
 
 

@@ -88,8 +88,10 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     ),
     RunStatus.WAITING: frozenset({RunStatus.READY, RunStatus.JOB_DEPLOYED} | _NOT_STARTED_END),
     # ACTION_PENDING -> WAITING: approved, then queued behind its job's active runs.
+    # -> SUCCESS: a workflow's approval step, approved; -> TIMEOUT: nobody answered in time.
     RunStatus.ACTION_PENDING: frozenset(
-        {RunStatus.READY, RunStatus.WAITING} | _NOT_STARTED_END
+        {RunStatus.READY, RunStatus.WAITING, RunStatus.SUCCESS, RunStatus.TIMEOUT}
+        | _NOT_STARTED_END
     ),
     RunStatus.JOB_DEPLOYED: frozenset(
         {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.IN_DOUBT} | _ENDED_BY_BACKEND
@@ -192,6 +194,13 @@ class Run:
     not_before: datetime | None = None  # not dispatched before (retry backoff, jitter)
     outputs: dict[str, Any] = field(default_factory=dict)  # published through $HERDER_OUTPUT
     outputs_error: str | None = None  # why the output file was not kept
+    # A workflow's step run: its workflow run, step and foreach item (see store.tables).
+    workflow_run_id: int | None = None
+    step: str | None = None
+    item: int = 0
+    context: dict[str, Any] | None = None  # the step's template context, laid over the run's
+    decided_by: str | None = None  # who approved or rejected it, when it waited for a person
+    decided_at: datetime | None = None
 
     @property
     def job_ref(self) -> str:

@@ -158,6 +158,9 @@ def _verb(on: str) -> str:
 def visible_steps(spec: WorkflowSpec, step: Step) -> set[str]:
     """The steps whose outputs ``step``'s templates may read: its needs, transitively; an
     on_failure step also sees every main step (all have ended when it starts)."""
+    known = spec.memo.get("visibility")
+    if known is not None:
+        return set(known[step.name])
     by_name = {s.name: s for s in (*spec.steps, *spec.on_failure)}
     seen: set[str] = set()
     todo = [n.step for n in step.needs]
@@ -169,6 +172,35 @@ def visible_steps(spec: WorkflowSpec, step: Step) -> set[str]:
     if any(s.name == step.name for s in spec.on_failure):
         seen.update(s.name for s in spec.steps)
     return seen
+
+
+def reads_steps(spec: WorkflowSpec, step: Step) -> frozenset[str] | None:
+    """The steps ``step``'s templates name (``steps.X…``), or None when one reads ``steps``
+    as a whole: a step run is given only these (a chain of a thousand steps would otherwise
+    copy every earlier step's outputs into each run). Memoized on the spec."""
+    memo: dict[str, frozenset[str] | None] = spec.memo.setdefault("reads", {})
+    if step.name in memo:
+        return memo[step.name]
+    texts: list[tuple[str, bool]] = [(v, False) for v in step.params.values()
+                                     if isinstance(v, str)]
+    texts += [(v, False) for v in step.env.values()]
+    if isinstance(step.command, str):
+        texts.append((step.command, True))
+    elif step.command is not None:
+        texts += [(a, False) for a in step.command]
+    if isinstance(step.foreach, str):
+        texts.append((step.foreach, False))
+    found: set[str] | None = set()
+    for text, shell in texts:
+        for chain in templates.name_chains(text, shell=shell):
+            if chain[0] != "steps":
+                continue
+            if len(chain) < 2 or found is None:
+                found = None
+                break
+            found.add(chain[1])
+    memo[step.name] = None if found is None else frozenset(found)
+    return memo[step.name]
 
 
 def visibility(spec: WorkflowSpec) -> dict[str, frozenset[str]]:

@@ -275,7 +275,7 @@ def decide(
     now = _Round(spec, states, params if params is not None else spec.params, run_id, paused)
     for state in states.values():
         now.count(state)
-    main_done = now.walk(order(spec, spec.steps))
+    main_done = now.walk(_ordered(spec, "steps"))
     if not main_done:
         return _going(now, WorkflowStatus.RUNNING)
     failed = unhandled_failures(spec, now.ended)
@@ -283,9 +283,17 @@ def decide(
         return Decision(status=WorkflowStatus.SUCCESS, mark=tuple(now.mark))
     reason = f"step {failed[0]!r} failed" + (f" (and {len(failed) - 1} more)" if failed[1:]
                                               else "")
-    if not spec.on_failure or now.walk(order(spec, spec.on_failure)):
+    if not spec.on_failure or now.walk(_ordered(spec, "on_failure")):
         return Decision(status=WorkflowStatus.FAILED, mark=tuple(now.mark), reason=reason)
     return _going(now, WorkflowStatus.FAILING, reason)
+
+
+def _ordered(spec: WorkflowSpec, section: str) -> list[Step]:
+    key = f"order.{section}"
+    found: list[Step] | None = spec.memo.get(key)
+    if found is None:
+        found = spec.memo[key] = order(spec, getattr(spec, section))
+    return found
 
 
 def _going(now: _Round, status: WorkflowStatus, reason: str = "") -> Decision:

@@ -46,7 +46,7 @@ from herder.model import templates
 from herder.model.errors import InvalidSpec
 from herder.model.policies import Retries
 from herder.model.runs import RunStatus
-from herder.model.workflow_graph import visible_steps
+from herder.model.workflow_graph import reads_steps, visible_steps
 from herder.model.workflows import MAX_ITEMS, Step, WorkflowSpec
 
 
@@ -164,7 +164,9 @@ def context(
     ``params`` (the run's), ``steps`` it may see with their outputs and status, ``run``,
     ``workflow`` and, in a foreach step, ``item``."""
     seen: dict[str, dict[str, Any]] = {}
-    for name in visible_steps(spec, step):
+    visible = visible_steps(spec, step)
+    named = reads_steps(spec, step)
+    for name in visible if named is None else visible & named:
         state = states.get(name, NOT_STARTED)
         upstream = spec.step(name)
         if upstream.foreach is not None:
@@ -194,3 +196,37 @@ def foreach_status(items: list[StepState]) -> RunStatus:
     if statuses and all(s is RunStatus.SKIPPED for s in statuses):
         return RunStatus.SKIPPED
     return RunStatus.SUCCESS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowRun:
+    """One run of a workflow, as the store keeps it. Its steps are runs (``Run.step``);
+    ``spec`` is the workflow as it was when the run started (its JSON form)."""
+
+    id: int
+    workflow_id: int | None
+    namespace: str
+    workflow_name: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
+    status: WorkflowStatus
+    reason: str
+    trigger: str
+    submitter: str | None
+    scheduled_for: Any
+    parent_run_id: int | None
+    parent_step: str | None
+    parent_item: int
+    parent_attempt: int
+    rerun_of: int | None
+    floors: dict[str, int]
+    version: int
+    created_at: Any
+    updated_at: Any
+    finished_at: Any
+    paused_at: Any
+    cancel_requested_at: Any
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.workflow_name}"

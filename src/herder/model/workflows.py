@@ -146,6 +146,9 @@ class WorkflowSpec:
     enabled: bool = True
     timeout: float | None = None
     retention: Retention = field(default_factory=Retention)
+    # What is derived from the (frozen) graph once and read at every decision of its runs:
+    # steps by name, their order, what each may see (``model.workflow_graph``).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ref(self) -> str:
@@ -153,10 +156,11 @@ class WorkflowSpec:
 
     def step(self, name: str) -> Step:
         """A step (or an on_failure step) by name."""
-        for step in (*self.steps, *self.on_failure):
-            if step.name == name:
-                return step
-        raise KeyError(name)
+        by_name = self.memo.get("by_name")
+        if by_name is None:
+            by_name = self.memo["by_name"] = {s.name: s for s in (*self.steps, *self.on_failure)}
+        found: Step = by_name[name]
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from herder.model.errors import Conflict, InvalidTransition, NotFound
-from herder.model.jobs import Job
+from herder.model.jobs import Job, JobSpec
 from herder.model.outputs import Outputs
 from herder.model.runs import (
     ACTIVE,
@@ -30,6 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
+from herder.store import workflow_runs as workflow_run_store
 from herder.store.tables import jobs, lock_claims, run_labels, runs
 from herder.store.text import contains
 
@@ -103,6 +104,12 @@ def row_to_run(row: Row[Any]) -> Run:
         not_before=row.not_before,
         outputs=row.outputs or {},
         outputs_error=row.outputs_error,
+        workflow_run_id=row.workflow_run_id,
+        step=row.step,
+        item=row.item,
+        context=row.context,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
     )
 
 
@@ -111,7 +118,7 @@ class NewRun:
     """A run to create: of ``job``, with the job's spec frozen into it (editing a job never
     rewrites history). A run created SKIPPED says why in ``error``."""
 
-    job: Job
+    job: Job | None  # None: a workflow's inline step, whose ``spec`` is built from the step
     params: dict[str, Any]
     env: dict[str, str]
     trigger: Trigger
@@ -123,11 +130,31 @@ class NewRun:
     status: RunStatus = RunStatus.READY
     not_before: datetime | None = None
     error: str | None = None
+    # A workflow's step run (``engine.workflows``).
+    workflow_run_id: int | None = None
+    step: str | None = None
+    item: int = 0
+    context: dict[str, Any] | None = None
+    spec: JobSpec | None = None  # when not the job's
+
+    @property
+    def job_spec(self) -> JobSpec:
+        assert self.job is not None, "a run without a job is given its spec"
+        return self.job.spec
+
+    @property
+    def ref(self) -> str:
+        spec = self.spec or self.job_spec
+        return f"{spec.namespace}/{spec.name}"
 
     def values(self) -> dict[str, Any]:
-        spec = self.job.spec
+        spec = self.spec or self.job_spec
         return {
-            "job_id": self.job.id,
+            "workflow_run_id": self.workflow_run_id,
+            "step": self.step,
+            "item": self.item,
+            "context": self.context,
+            "job_id": None if self.job is None else self.job.id,
             "namespace": spec.namespace,
             "job_name": spec.name,
             "status": self.status.value,
@@ -155,7 +182,7 @@ def create(conn: Connection, **fields: Any) -> Run:
     created = create_many(conn, [new])
     if not created:
         raise Conflict(
-            f"job {new.job.ref} already has a run for slot {new.scheduled_for} attempt "
+            f"job {new.ref} already has a run for slot {new.scheduled_for} attempt "
             f"{new.attempt}",
             details={"scheduled_for": str(new.scheduled_for), "attempt": new.attempt},
         )
@@ -174,8 +201,11 @@ def create_many(conn: Connection, news: list[NewRun]) -> list[Run]:
     else:  # SQLAlchemy sends these as multi-row INSERT ... RETURNING statements
         rows = conn.execute(statement, [new.values() for new in news]).all()
     created = [row_to_run(row) for row in rows]
-    counts = Counter(run.job_id for run in created)
-    conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
+    counts = Counter(run.job_id for run in created if run.job_id is not None)
+    if counts:
+        conn.execute(_COUNT_RUN, [{"job_id": job, "n": n} for job, n in counts.items()])
+    steps = Counter(run.workflow_run_id for run in created if run.workflow_run_id is not None)
+    workflow_run_store.bump(conn, dict(steps))
     labelled = [
         {"run_id": run.id, "key": key, "value": value}
         for run in created for key, value in run.labels.items()
@@ -218,6 +248,7 @@ def search(
     before_id: int | None = None,
     limit: int = 100,
     readable: frozenset[str] | None = None,
+    workflow_run_id: int | None = None,
 ) -> list[Run]:
     """Runs newest first; ``before_id`` is the cursor (the last id of the previous page).
 
@@ -239,6 +270,8 @@ def search(
         conditions.append(runs.c.status.in_(wanted))
     if trigger is not None:
         conditions.append(runs.c.trigger == trigger.value)
+    if workflow_run_id is not None:
+        conditions.append(runs.c.workflow_run_id == workflow_run_id)
     if submitter is not None:
         conditions.append(runs.c.submitter == submitter)
     if since is not None:
@@ -348,6 +381,8 @@ def set_status(
         raise ValueError("an epoch guards a write only together with its owner")
     row = conn.execute(statement, params).first()
     if row is not None:
+        if target.terminal and row.workflow_run_id is not None:
+            workflow_run_store.bump(conn, {row.workflow_run_id: 1})
         return row_to_run(row)
     current = get(conn, run_id)  # NotFound if it does not exist
     transition(current.status, target)  # raises InvalidTransition if that was the reason
@@ -387,7 +422,12 @@ def claim_ready(
         pick = pick.where(sa.or_(runs.c.not_before.is_(None), runs.c.not_before <= now))
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = list(conn.execute(pick).scalars())
+    return claim(conn, owner, list(conn.execute(pick).scalars()), epoch=epoch)
+
+
+def claim(conn: Connection, owner: str, ids: list[int], *, epoch: int | None = None) -> list[Run]:
+    """Take the runs ``ids`` that are still READY for ``owner`` (JOB_DEPLOYED, stamped with
+    its ``epoch``); answers those it took, oldest first."""
     if not ids:
         return []
     conn.execute(
@@ -678,5 +718,22 @@ def delete(conn: Connection, run_ids: list[int]) -> list[Run]:
         runs.delete()
         .where(runs.c.id.in_(run_ids), runs.c.status.in_(_TERMINAL))
         .returning(*runs.c)
+    )
+    return [row_to_run(row) for row in rows]
+
+
+def set_deadline(conn: Connection, run_id: int, deadline: datetime) -> None:
+    """When a run waiting for a person (a workflow's approval) times out."""
+    conn.execute(runs.update().where(runs.c.id == run_id).values(deadline_at=deadline))
+
+
+def due_approvals(conn: Connection, now: datetime) -> list[Run]:
+    """Workflow approvals still waiting for a person past their deadline."""
+    rows = conn.execute(
+        sa.select(runs).where(
+            runs.c.status == RunStatus.ACTION_PENDING.value,
+            runs.c.workflow_run_id.is_not(None),
+            runs.c.deadline_at <= now,
+        ).order_by(runs.c.id).limit(500)
     )
     return [row_to_run(row) for row in rows]

@@ -76,6 +76,7 @@ runs = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True),
     sa.Column("namespace", sa.String(63), nullable=False),
+    # A job's name; for a workflow's inline step (command, approval), the workflow's.
     sa.Column("job_name", sa.String(63), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("trigger", sa.String(16), nullable=False),
@@ -109,6 +110,17 @@ runs = sa.Table(
     # NULL when it published nothing. ``outputs_error`` says why a file was not kept.
     sa.Column("outputs", JSON, nullable=True),
     sa.Column("outputs_error", sa.Text, nullable=True),
+    # A workflow's step run: which workflow run, which step, which foreach item (0 for a plain
+    # step, -1 for a foreach step marked as a whole). ``context`` is what the step's templates
+    # see beside the run's own (``steps``, ``workflow``, ``item``), laid over it at launch.
+    # (No foreign key: SQLite cannot add one without rebuilding this table.)
+    sa.Column("workflow_run_id", BigId, nullable=True),
+    sa.Column("step", sa.String(63), nullable=True),
+    sa.Column("item", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("context", JSON, nullable=True),
+    # Who approved or rejected a run waiting for a person, and when.
+    sa.Column("decided_by", sa.String(255), nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Index(None, "job_id", "id"),
     sa.Index(None, "job_id", "status"),
     # Searches: a job's runs by name (also once deleted), and "failed in the last day".
@@ -118,6 +130,10 @@ runs = sa.Table(
     sa.Index(None, "status", "id"),
     # Exactly one run per (job, scheduled slot, attempt); NULL slots (manual runs) never collide.
     sa.UniqueConstraint("job_id", "scheduled_for", "attempt"),
+    # Exactly one run per step, item and attempt of a workflow run: two servers deciding at once
+    # (or one deciding twice after a crash) cannot start a step twice.
+    # (An index, not a constraint: SQLite adds an index without rebuilding the table.)
+    sa.Index(None, "workflow_run_id", "step", "item", "attempt", unique=True),
 )
 
 # One row per server identity (a data folder). A server holds a lease it renews; ``epoch`` grows
@@ -170,6 +186,54 @@ workflows = sa.Table(
     sa.Column("schedule_state", JSON, nullable=True),
     sa.UniqueConstraint("namespace", "name"),
     sa.Index(None, "plan_at"),
+)
+
+# A run of a workflow. Its steps are runs (``runs.workflow_run_id``); this row keeps the spec frozen
+# at start, the run-time flags (paused, cancel requested), the status ``decide`` last gave, and
+# ``floors``: {step: attempt}, the runs of a step up to that attempt set aside by a retry.
+workflow_runs = sa.Table(
+    "workflow_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "workflow_id", BigId, sa.ForeignKey("workflows.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("workflow_name", sa.String(63), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("submitter", sa.String(255), nullable=True),
+    sa.Column("scheduled_for", UTCDateTime, nullable=True),
+    # Nesting: the workflow run whose step ``parent_step`` (item, attempt) this run is.
+    sa.Column(
+        "parent_run_id", BigId, sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("parent_step", sa.String(63), nullable=True),
+    sa.Column("parent_item", sa.Integer, nullable=False),
+    sa.Column("parent_attempt", sa.Integer, nullable=False),
+    sa.Column("rerun_of", BigId, nullable=True),
+    sa.Column("floors", JSON, nullable=False),
+    # Grows by one with each step run created or ended (and each nested run started or ended):
+    # a server that kept its steps' state in memory knows from it whether that is still true.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("paused_at", UTCDateTime, nullable=True),
+    sa.Column("cancel_requested_at", UTCDateTime, nullable=True),
+    sa.Index(None, "workflow_id", "id"),
+    sa.Index(None, "namespace", "id"),
+    sa.Index(None, "status", "id"),
+    # One run per scheduled slot; one child run per nested step, item and attempt.
+    sa.UniqueConstraint("workflow_id", "scheduled_for"),
+    sa.UniqueConstraint(
+        "parent_run_id", "parent_step", "parent_item", "parent_attempt",
+        name="uq_workflow_runs_parent",
+    ),
 )
 
 # Variables and secrets, per namespace or global (namespace ``*``). A secret's ``ciphertext`` is

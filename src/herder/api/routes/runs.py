@@ -44,6 +44,9 @@ async def search_runs(
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     q: Annotated[str | None, Query(max_length=200, description="text in job, description")] = None,
+    workflow_run: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="the steps of this workflow run")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> Page[RunOut]:
@@ -58,6 +61,7 @@ async def search_runs(
         job_name=job_name or None, statuses=statuses, trigger=trigger, submitter=submitter,
         labels=parse_labels(label), since=aware(since, "since"), until=aware(until, "until"),
         q=q, before_id=parse_cursor(cursor), limit=limit + 1, readable=principal.readable(),
+        workflow_run_id=workflow_run,
     )
     more = len(found) > limit
     found = found[:limit]
@@ -117,9 +121,9 @@ async def cancel_run(
 async def approve_run(run_id: RunId, engine: EngineDep, principal: PrincipalDep) -> RunOut:
     """Send on a run waiting for a person (ACTION_PENDING: a manual start): it passes its job's
     concurrency policy as a new run does (READY, WAITING, or 409 under forbid); 409 if it is not
-    waiting."""
+    waiting. A workflow's approval step ends SUCCESS, approved by the caller."""
     await may(engine.db, principal, Permission.RUN, run_id)
-    return await run_out(engine.db, await engine.approve(run_id))
+    return await run_out(engine.db, await engine.approve(run_id, actor=principal.name))
 
 
 @router.post("/{run_id}/retry", status_code=201, response_model=RunOut)

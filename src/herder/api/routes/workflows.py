@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Body, Response, status
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
@@ -16,8 +17,15 @@ from herder.api.errors import invalid
 from herder.api.routes import namespaces
 from herder.api.routes.jobs import ListingDep
 from herder.api.schemas import Page
-from herder.api.workflow_schemas import WorkflowIn, WorkflowOut, WorkflowPatch
+from herder.api.workflow_schemas import (
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowPatch,
+    WorkflowRunIn,
+    WorkflowRunOut,
+)
 from herder.model.errors import Conflict, InvalidSpec
+from herder.model.runs import Trigger
 from herder.model.workflows import Workflow, WorkflowSpec
 from herder.store import jobs as job_store
 from herder.store import workflows as store
@@ -103,6 +111,28 @@ async def list_workflows(db: DbDep, query: ListingDep) -> Page[WorkflowOut]:
     """Workflows in id order, filtered; ``next_cursor`` pages on."""
     found = await db.read(store.search, **query.search)
     return Page[WorkflowOut].of(found, query.limit, WorkflowOut.of)
+
+
+@router.post("/{ref:path}/runs", status_code=status.HTTP_201_CREATED,
+             response_model=WorkflowRunOut)
+async def start_workflow_run(
+    ref: str, engine: EngineDep, principal: PrincipalDep,
+    body: Annotated[WorkflowRunIn | None, Body()] = None,
+) -> WorkflowRunOut:
+    """Start a run of the workflow now; its first steps are created before the answer. 422 for
+    a param the workflow does not declare. The caller is its submitter."""
+
+    def authorize(workflow: Workflow) -> None:
+        missing = store.not_found(ref)
+        principal.check(Permission.RUN, workflow.spec.namespace, missing=missing.message,
+                        details=missing.details)
+        principal.note(workflow.ref)
+
+    run = await engine.start_workflow(
+        ref, params=dict(body.params) if body else {}, trigger=Trigger.API,
+        submitter=principal.name, authorize=authorize,
+    )
+    return WorkflowRunOut.of(run)
 
 
 @router.post("/{ref:path}/enable", response_model=WorkflowOut)
