@@ -238,6 +238,10 @@ def test_workflow_step_approval_updates_the_graph(page: Any, site: Site) -> None
     expect()(page.locator('g.node[data-step="after"]')).to_have_attribute(
         "data-status", "SUCCESS", timeout=20_000)
     expect()(page.locator("h1 .badge")).to_have_text("SUCCESS", timeout=20_000)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "workflow-run-live-desktop.png"), full_page=True)
+    page.goto(f"{site.url}/#/workflows/default/ui-approve")
+    expect()(page.locator("main table tbody tr").first).to_contain_text(f"#{run_id}")
 
 
 def _ready(page: Any) -> None:

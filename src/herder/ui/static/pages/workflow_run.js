@@ -56,7 +56,9 @@ function steps(run, graph, line, refresh) {
       h('span', {}, badge(node.status), node.message ? h('span', {class: 'muted block'},
         node.message) : null),
       h('span', {}, (node.runs || []).map((r) => h('a', {href: `#/runs/${r.id}`, class: 'chip'},
-        `#${r.id}${r.item !== null && r.item !== undefined ? ` ${r.item}` : ''}`))),
+        // Only a foreach step's runs are told apart by their item.
+        `#${r.id}${Object.keys(node.items || {}).length && r.item !== null &&
+          r.item !== undefined ? ` item ${r.item}` : ''}`))),
       stepControls(run, node, line, refresh),
     ];
   }), {cls: 'steps'});
