@@ -24,6 +24,7 @@ export async function render(view, {params, signal}) {
     {name: 'label', label: 'Label', placeholder: 'team=data'},
     {name: 'since', label: 'Since', type: 'datetime'},
     {name: 'until', label: 'Until', type: 'datetime'},
+    {name: 'workflow_run', label: 'Workflow run', placeholder: 'id'},
   ]), list);
   // The first page follows new runs as they come; older pages stay as they were asked for.
   const refresh = async () => {
