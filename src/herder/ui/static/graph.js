@@ -5,7 +5,7 @@
 import {h, s} from './dom.js';
 import {tone} from './format.js';
 
-const W = 176;
+const W = 192;
 const H = 54;
 const GX = 70;
 const GY = 22;
@@ -104,7 +104,7 @@ export function draw(graph, {label = 'workflow graph'} = {}) {
     s('title', {}, `${node.id}: ${subtitle(node)}${node.message ? ` — ${node.message}` : ''}`),
     s('rect', {x: at.x, y: at.y, width: W, height: H, rx: 8}),
     s('text', {x: at.x + 10, y: at.y + 22, class: 'name'}, short(node.id, 22)),
-    s('text', {x: at.x + 10, y: at.y + 41, class: 'sub'}, short(subtitle(node), 27)));
+    s('text', {x: at.x + 10, y: at.y + 41, class: 'sub'}, short(subtitle(node), 30)));
     const link = target(node);
     svg.append(link ? s('a', {href: link, 'aria-label': `${node.id}, ${subtitle(node)}`}, box)
       : box);
