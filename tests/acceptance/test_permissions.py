@@ -125,7 +125,21 @@ def _release(w: World, ns: str) -> Call:
     return Call("DELETE", f"/api/v1/locks/{ref}/holders/{run_id}")
 
 
+def _workflow_run(w: World, ns: str) -> int:
+    """A run of the namespace's workflow (started once, by the admin; one ``true`` step, so
+    it may be over by the time a test asks: the controls answer 200 or 409 past the check)."""
+
+    def start() -> int:
+        answer = w.admin.post(f"/api/v1/workflows/{w.workflow(ns)}/runs", json={})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+    run_id: int = w._once(("workflow run", ns), start)
+    return run_id
+
+
 WORKFLOW = "/api/v1/workflows/{ref:path}"
+WORKFLOW_RUN = "/api/v1/workflow-runs/{run_id}"
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(_get("/healthz"), None, public=True),
     ("GET", "/readyz"): Rule(_get("/readyz"), None, public=True),
@@ -226,6 +240,23 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/locks/{ref:path}"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/locks/{w.held_lock(ns)[0]}"), "viewer"),
     ("DELETE", "/api/v1/locks/{ref:path}/holders/{run_id}"): Rule(_release, "admin"),
+    ("POST", f"{WORKFLOW}/runs"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflows/{w.workflow(ns)}/runs", json={}),
+        "operator", (201,)),
+    ("GET", "/api/v1/workflow-runs"): Rule(_listing("/api/v1/workflow-runs"), "viewer",
+                                           other="list"),
+    ("GET", WORKFLOW_RUN): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}"), "viewer"),
+    ("GET", f"{WORKFLOW_RUN}/graph"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/graph"),
+        "viewer"),
+    ("POST", f"{WORKFLOW_RUN}/{{action}}"): Rule(
+        lambda w, ns: Call("POST", f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/pause"),
+        "operator", (200, 409)),
+    ("POST", f"{WORKFLOW_RUN}/steps/{{step}}/{{action}}"): Rule(
+        lambda w, ns: Call("POST",
+                           f"/api/v1/workflow-runs/{_workflow_run(w, ns)}/steps/only/skip"),
+        "operator", (200, 409)),
     # The web UI: its page and assets are public (they hold no data); sign-in checks the
     # token in its body, sign-out only clears cookies; the overview reads what the token may.
     ("GET", "/"): Rule(_get("/"), None, public=True),
