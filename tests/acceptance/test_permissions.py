@@ -166,6 +166,8 @@ RULES: dict[tuple[str, str], Rule] = {
         lambda w, ns: Call("POST", f"/api/v1/jobs/{w.new_job(ns)}/disable"), "editor"),
     ("GET", "/api/v1/jobs/{ref:path}/schedule"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/jobs/{w.job(ns)}/schedule"), "viewer"),
+    ("GET", "/api/v1/jobs/{ref:path}/followers"): Rule(
+        lambda w, ns: Call("GET", f"/api/v1/jobs/{w.job(ns)}/followers"), "viewer"),
     ("GET", "/api/v1/runs"): Rule(_listing("/api/v1/runs"), "viewer", other="list"),
     ("GET", "/api/v1/runs/{run_id}"): Rule(
         lambda w, ns: Call("GET", f"/api/v1/runs/{w.run(ns)}"), "viewer"),
@@ -364,6 +366,30 @@ def test_other_namespaces_answer_exactly_as_missing_objects(world: World) -> Non
         follow = client.get(f"/api/v1/runs/{run}/logs", params={"follow": "true"},
                             headers={"Accept": "text/event-stream"})
         assert follow.status_code == 404
+
+
+def test_a_job_follows_only_jobs_its_editor_may_read(world: World) -> None:
+    """Job chains pass outputs on: a job may follow another namespace's job only for a caller
+    who may read that namespace, and is refused as if that job did not exist otherwise."""
+    hidden, readable = world.new_job(OTHER), world.new_job(OWN)
+    follower = {"name": "chain-follower", "namespace": OWN, "command": "true"}
+    with world.client("editor") as client:
+        refused = client.post("/api/v1/jobs", json={**follower, "after": [hidden]})
+        gone = client.post("/api/v1/jobs", json={**follower, "after": [f"{hidden}-gone"]})
+        assert refused.status_code == gone.status_code == 422
+        assert refused.json()["error"]["message"] == f"after[0].job: no job {hidden}"
+        assert gone.json()["error"]["message"].startswith(f"after[0].job: no job {hidden}-gone")
+        made = client.post("/api/v1/jobs", json={**follower, "after": [readable]})
+        assert made.status_code == 201, made.text
+    # An admin of every namespace may chain across; the follower is then hidden from OWN.
+    across = world.admin.post("/api/v1/jobs", json={"name": "chain-across", "namespace": OTHER,
+                                                    "command": "true", "after": [readable]})
+    assert across.status_code == 201, across.text
+    with world.client("viewer") as client:
+        assert client.get(f"/api/v1/jobs/{readable}/followers").json() == [
+            {"job": f"{OWN}/chain-follower", "on": "success"}
+        ]
+    assert len(world.admin.get(f"/api/v1/jobs/{readable}/followers").json()) == 2
 
 
 def _as_if_missing(missing: httpx.Response, stand_in: str, real: str) -> Any:

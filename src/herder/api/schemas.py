@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from herder.api.lock_schemas import RunLockOut, waiting_for
 from herder.backends import base as backends
+from herder.model import chains, locks, policies, schedules
 from herder.model import jobs as rules
-from herder.model import locks, policies, schedules
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.jobs import Job, JobSpec
@@ -84,6 +84,11 @@ class JobIn(Strict):
     locks: list[str | dict[str, Any]] = Field(
         default_factory=list, description="locks its runs hold while they run: names (a "
         "mutex) or {name, slots} (a semaphore), in the job's namespace"
+    )
+    after: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="job chains: [{job, on}], run when a run of job "
+        "(a name in this namespace, or namespace/name) ends: on success (the default; a bare "
+        "name is short for it), failure or always"
     )
 
     @model_validator(mode="before")
@@ -196,6 +201,9 @@ class JobIn(Strict):
 
     @model_validator(mode="after")
     def _renders(self) -> JobIn:
+        self.after = [f.to_dict() for f in _check(
+            chains.parse_after, self.after, namespace=self.namespace, name=self.name
+        )]
         if (self.command is None) == (self.script is None):
             raise ValueError(
                 "command: give either a command or a script ({bundle: <id>}), not both"
@@ -207,7 +215,8 @@ class JobIn(Strict):
     def to_spec(self) -> JobSpec:
         # Validated above: parsing again cannot fail, it turns the plain forms into the model's.
         plain = self.model_dump(
-            exclude={"timeout", "schedule", "misfire", "retries", "retention", "script", "locks"}
+            exclude={"timeout", "schedule", "misfire", "retries", "retention", "script", "locks",
+                     "after"}
         )
         return JobSpec(
             **plain,
@@ -218,6 +227,7 @@ class JobIn(Strict):
             retries=policies.parse_retries(self.retries),
             retention=policies.parse_retention(self.retention),
             locks=locks.parse_locks(self.locks),
+            after=chains.parse_after(self.after, namespace=self.namespace, name=self.name),
         )
 
 
@@ -244,6 +254,7 @@ class JobPatch(Strict):
     retries: dict[str, Any] | int | None = None
     retention: dict[str, Any] | None = None
     locks: list[str | dict[str, Any]] | None = None
+    after: list[str | dict[str, Any]] | None = None
 
 
 class JobOut(BaseModel):
@@ -269,6 +280,9 @@ class JobOut(BaseModel):
     retries: dict[str, Any] | None
     retention: dict[str, Any] | None = None
     locks: list[dict[str, Any]] = Field(default_factory=list)
+    after: list[dict[str, Any]] = Field(
+        default_factory=list, description="the jobs it follows (job chains): [{job, on}]"
+    )
     created_at: datetime
     updated_at: datetime
     run_count: int
@@ -283,6 +297,13 @@ class JobOut(BaseModel):
             run_count=job.run_count, next_run_at=rules.next_run(job, datetime.now(UTC)),
             **job.spec.to_dict(),
         )
+
+
+class Follower(BaseModel):
+    """A job that follows another (job chains)."""
+
+    job: str = Field(description="namespace/name")
+    on: str = Field(description="success | failure | always")
 
 
 class SlotFate(BaseModel):
@@ -360,6 +381,10 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     attempt: int
     parent_id: int | None
+    upstream_run: int | None = Field(
+        None, description="a job chain's run: the run whose end started it (trigger chain; "
+        "its retries keep it)"
+    )
     submitter: str | None
     params: dict[str, Scalar]
     outputs: dict[str, Any] = Field(
@@ -394,6 +419,7 @@ class RunOut(BaseModel):
             error=run.error, trigger=run.trigger.value, scheduled_for=run.scheduled_for,
             created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
             attempt=run.attempt, parent_id=run.parent_id, submitter=run.submitter,
+            upstream_run=run.upstream_run_id,
             params=run.params, outputs=run.outputs, outputs_error=run.outputs_error,
             backend=run.backend, node=run.node, labels=run.labels,
             cancel_requested_at=run.cancel_requested_at,

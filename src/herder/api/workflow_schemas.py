@@ -170,6 +170,7 @@ class StepRunOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    error: str | None = Field(None, description="why it failed, or why it was skipped")
 
 
 class NodeOut(BaseModel):

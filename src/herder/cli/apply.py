@@ -56,7 +56,7 @@ _REQUIRED = ("command", "steps")
 # The order of a job's spec in an exported manifest, as the design writes it.
 SPEC_ORDER = (
     "description", "command", "script", "params", "env", "backend", "schedule", "enabled",
-    "timeout", "retries", "concurrency", "max_active", "misfire", "locks", "metadata",
+    "timeout", "retries", "concurrency", "max_active", "misfire", "locks", "after", "metadata",
 )
 WORKFLOW_SPEC_ORDER = (
     "description", "params", "schedule", "enabled", "timeout", "parallelism", "concurrency",
@@ -102,9 +102,10 @@ def plan(api: Client, manifests: list[Manifest]) -> list[Change]:
 
 
 def in_order(manifests: list[Manifest]) -> list[Manifest]:
-    """Jobs in file order, then workflows, a nested one before those that run it."""
+    """Jobs in file order, each after the jobs it follows (``after``), then workflows, a
+    nested one before those that run it."""
     workflows = {m.ref: m for m in manifests if m.kind == "Workflow"}
-    ordered = [m for m in manifests if m.kind != "Workflow"]
+    ordered = _jobs_in_order([m for m in manifests if m.kind != "Workflow"])
     placed: set[str] = set()
 
     def place(manifest: Manifest, trail: tuple[str, ...]) -> None:
@@ -120,6 +121,28 @@ def in_order(manifests: list[Manifest]) -> list[Manifest]:
         ordered.append(manifest)
 
     for manifest in workflows.values():
+        place(manifest, ())
+    return ordered
+
+
+def _jobs_in_order(manifests: list[Manifest]) -> list[Manifest]:
+    """Namespaces and jobs in file order, a job after the jobs of these files it follows."""
+    jobs = {m.ref: m for m in manifests if m.kind == "Job"}
+    ordered = [m for m in manifests if m.kind != "Job"]
+    placed: set[str] = set()
+
+    def place(manifest: Manifest, trail: tuple[str, ...]) -> None:
+        if manifest.ref in placed or manifest.ref in trail:
+            return  # a cycle: the server refuses it with its path
+        for follow in manifest.spec.get("after") or ():
+            space, _, name = str(follow.get("job", "")).rpartition("/")
+            ref = f"{space or manifest.namespace}/{name}"
+            if ref in jobs:
+                place(jobs[ref], (*trail, manifest.ref))
+        placed.add(manifest.ref)
+        ordered.append(manifest)
+
+    for manifest in jobs.values():
         place(manifest, ())
     return ordered
 

@@ -92,6 +92,10 @@ def run_path(run_id: int, *suffix: str) -> str:
     return "/".join([f"{API}/runs", str(run_id), *suffix])
 
 
+def workflow_run_path(run_id: int, *suffix: str) -> str:
+    return "/".join([f"{API}/workflow-runs", str(run_id), *suffix])
+
+
 class Client:
     """One connection pool to one server; use it as a context manager."""
 
@@ -276,6 +280,33 @@ class Client:
         self, params: Mapping[str, Any], *, all_pages: bool = False
     ) -> dict[str, Any]:
         return self.pages(f"{API}/workflows", params, all_pages=all_pages)
+
+    def start_workflow_run(self, ref: str, *, params: Mapping[str, str]) -> dict[str, Any]:
+        return _object(self.post(object_path("workflow", ref, "runs"), {"params": dict(params)}))
+
+    def list_workflow_runs(
+        self, params: Mapping[str, Any], *, all_pages: bool = False
+    ) -> dict[str, Any]:
+        return self.pages(f"{API}/workflow-runs", params, all_pages=all_pages)
+
+    def get_workflow_run(self, run_id: int) -> dict[str, Any]:
+        """The workflow run with its ``steps``."""
+        return _object(self.get(workflow_run_path(run_id)))
+
+    def workflow_run_graph(self, run_id: int) -> dict[str, Any]:
+        """``{run, nodes, edges}``: the run as a graph with live statuses."""
+        return _object(self.get(workflow_run_path(run_id, "graph")))
+
+    def control_workflow_run(
+        self, run_id: int, action: str, *, step: str | None = None
+    ) -> dict[str, Any]:
+        """``pause``, ``resume``, ``cancel``, ``rerun`` the run, or with ``step`` ``skip``,
+        ``retry``, ``approve``, ``reject`` one of its steps; answers the workflow run (for
+        ``rerun``, the new one)."""
+        if step is None:
+            return _object(self.post(workflow_run_path(run_id, action)))
+        return _object(self.post(workflow_run_path(run_id, "steps", quote(step, safe=""),
+                                                   action)))
 
     def delete(self, kind: str, ref: str) -> None:
         """``DELETE /{kind}s/{ref}`` (a job or a workflow)."""

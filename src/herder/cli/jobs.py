@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from herder.cli import render, schedules
 from herder.cli.bundles import script_of
@@ -23,6 +24,7 @@ from herder.cli.common import (
 from herder.cli.manifests import from_manifest as from_manifest  # kept importable from here
 from herder.cli.manifests import read_job_file
 from herder.cli.render import Output
+from herder.model.chains import ON
 from herder.model.durations import parse_duration
 from herder.model.errors import InvalidSpec
 from herder.model.policies import CONCURRENCY
@@ -202,6 +204,16 @@ def create(
             rich_help_panel=_POLICY,
         ),
     ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            metavar="JOB[:success|failure|always]",
+            help="run when a run of JOB (a name, or namespace/name) ends so; default success "
+            "(repeatable; see job chains in docs/scheduling.md)",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -212,6 +224,8 @@ def create(
     An argv, as it is: `herder job create backup -- pg_dump -f /tmp/s.sql sales`
 
     On a schedule: `herder job create backup --cron "0 3 * * *" --tz Europe/Rome -- pg_dump sales`
+
+    After another job: `herder job create load --after extract -- load.sh`
 
     Options given beside -f FILE override the file's values. The server checks the schedule and
     the policies, and says what is wrong.
@@ -255,6 +269,8 @@ def create(
     body.update({k: v for k, v in policies.items() if v is not None})
     if lock:
         body["locks"] = [*(body.get("locks") or []), *(_lock(value) for value in lock)]
+    if after:
+        body["after"] = [*(body.get("after") or []), *(_after(value) for value in after)]
     with connect(ctx, server) as api:
         if isinstance(body.get("script"), str):
             body["script"] = script_of(api, body["script"])
@@ -270,6 +286,17 @@ def _lock(value: str) -> str | dict[str, Any]:
     if not slots.isascii() or not slots.isdigit():
         raise typer.BadParameter(f"{value[:80]!r}: SLOTS is a whole number", param_hint="--lock")
     return {"name": name, "slots": int(slots)}
+
+
+def _after(value: str) -> dict[str, str]:
+    """``extract`` (on success), ``ops/extract:failure``; the server checks the rest."""
+    job, sep, on = value.partition(":")
+    if sep and on not in ON:
+        raise typer.BadParameter(
+            f"{value[:80]!r}: the condition after ':' is one of {', '.join(ON)}",
+            param_hint="--after",
+        )
+    return {"job": job, "on": on or "success"}
 
 
 def _merge(
@@ -362,7 +389,7 @@ def show(
             return
         ref = str(found.get("ref") or job)
         page = api.list_runs({"job": ref, "limit": 5})
-        more: list[Any] = []
+        more: list[Any] = chains_section(api, found)
         if found.get("schedule"):
             try:
                 report = schedule_report(api, ref, recent=0, upcoming=5)
@@ -370,6 +397,23 @@ def show(
             except ApiError as exc:  # an older server: the spec and runs are still worth showing
                 render.hint(f"cannot list the next runs: {exc.message}")
     render.out().print(render.job_panel(found, page["items"][:5], more=more))
+
+
+def chains_section(api: Client, job: dict[str, Any]) -> list[Any]:
+    """What the job follows and which jobs follow it (job chains), as lines for ``show``."""
+    try:
+        followers = api.get(job_path(str(job.get("ref")), "followers"))
+    except ApiError as exc:  # an older server: the rest is still worth showing
+        render.hint(f"cannot list the jobs that follow it: {exc.message}")
+        followers = []
+    follows = job.get("after") or []
+    if not follows and not followers:
+        return []
+    lines: list[Any] = [Text("\nchains", style="bold")]
+    lines += [Text(f"  runs after {e.get('job')} (on {e.get('on')})") for e in follows]
+    lines += [Text(f"  followed by {e.get('job')} (on {e.get('on')})")
+              for e in (followers if isinstance(followers, list) else [])]
+    return lines
 
 
 @app.command("schedule")

@@ -44,6 +44,11 @@ STATUS_STYLES = {
     "RUNNING": "cyan",
     "IN_DOUBT": "magenta",
     "ACTION_PENDING": "bold magenta",
+    # A workflow run's own statuses (SUCCESS, RUNNING, ACTION_PENDING, ABORTED are shared).
+    "FAILED": "red",
+    "FAILING": "red",
+    "PAUSED": "yellow",
+    "CANCELLING": "yellow",
 }
 _WAITING_STYLE = "blue"  # READY, WAITING, JOB_DEPLOYED, PENDING and any status we do not know
 
@@ -313,6 +318,9 @@ def run_line(run: Mapping[str, Any], *, at: datetime | None = None) -> Text:
     duration = run_duration(run, at=at)
     if duration != "-":
         text.append(f" after {duration}")
+    if run.get("workflow_run") is not None:
+        text.append(f" (step {cell(run.get('step'))} of workflow run {run['workflow_run']})",
+                    style="dim")
     if run.get("error"):
         text.append(f": {run['error']}", style="red")
     return text

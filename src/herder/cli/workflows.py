@@ -1,4 +1,5 @@
-"""``herder workflow …``: create, list, show and delete workflow definitions."""
+"""``herder workflow …``: create, list, show and delete workflow definitions; the commands of
+workflow runs (``run``, ``runs``, ``show --run``, the controls) are in ``workflow_runs``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from herder.cli import render
+from herder.cli import render, workflow_runs
+from herder.cli.client import ApiError, CliError
 from herder.cli.common import AllPagesOpt, OutputOpt, ServerOpt, connect, output_of, pairs
 from herder.cli.jobs import delete_object, set_enabled
 from herder.cli.manifests import read_object_file
@@ -22,8 +24,8 @@ from herder.cli.render import Output
 
 app = typer.Typer(
     name="workflow",
-    help="Create, list, show, delete, enable and disable workflows: graphs of steps that run "
-    "jobs or commands.",
+    help="Workflows, graphs of steps that run jobs or commands: create, list, show, delete, "
+    "enable and disable them; run them, list their runs, watch a run as a tree and steer it.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -81,12 +83,46 @@ def list_workflows(
 
 @app.command("show")
 def show(
-    ctx: typer.Context, workflow: WorkflowArg, server: ServerOpt = None, output: OutputOpt = None
+    ctx: typer.Context,
+    workflow: Annotated[
+        str | None,
+        typer.Argument(metavar="WORKFLOW", help="id, namespace/name, or a name in 'default'",
+                       show_default=False),
+    ] = None,
+    run: Annotated[
+        int | None,
+        typer.Option("--run", "-r", metavar="ID", min=1, show_default=False,
+                     help="show this workflow run instead: its steps as a tree, live statuses"),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="with --run: redraw until the run ends, then exit 0 "
+                     "if it succeeded, 1 if not"),
+    ] = False,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
 ) -> None:
-    """Show a workflow: its steps, what each does and what it needs."""
+    """Show a workflow (its steps, what each does and needs) or, with --run ID, a workflow run:
+    each step under what it needs, with its status and the run id `herder logs` takes."""
+    if (workflow is None) == (run is None):
+        raise typer.BadParameter("give a WORKFLOW, or --run ID for a workflow run",
+                                 param_hint="WORKFLOW")
+    if run is not None:
+        workflow_runs.show_run(ctx, run, watch=watch, server=server, output=output)
+        return
+    if watch:
+        raise typer.BadParameter("--watch follows a workflow run: give --run ID",
+                                 param_hint="--watch")
+    assert workflow is not None
     fmt = output_of(ctx, output)
     with connect(ctx, server) as api:
-        found = api.get_workflow(workflow)
+        try:
+            found = api.get_workflow(workflow)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            raise CliError(f"{exc.message}\nto show a workflow run, give its id as --run ID "
+                           "(`herder workflow runs` lists them)") from None
     if fmt is not Output.TABLE:
         render.emit(found, fmt)
         return
@@ -118,6 +154,9 @@ def disable(
 ) -> None:
     """Pause a workflow's schedule; nothing is lost, `enable` resumes it."""
     set_enabled(ctx, "workflow", workflow, False, server, output)
+
+
+workflow_runs.register(app)
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 ``admit`` applies the job's concurrency policy to a new run (``model.policies`` says what each
 policy means), then its locks (``model.locks``): a run the policy lets in but whose locks are
-taken waits WAITING in their queues. ``after_end`` retries a failed run, lets queued runs in and
-gives back the run's locks to their next waiters. Both run inside the caller's write
-transaction, so a crash can never keep a run's end without its retry, a freed slot without its
-waiting run, or an ended run holding a lock: they commit together or not at all.
+taken waits WAITING in their queues. ``after_end`` retries a failed run, lets queued runs in,
+gives back the run's locks to their next waiters and, at a run's final end, starts the jobs
+that follow its job (``engine.chains``). Both run inside the caller's write transaction, so a
+crash can never keep a run's end without its retry or its chained runs, a freed slot without
+its waiting run, or an ended run holding a lock: they commit together or not at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from herder.engine import chains
 from herder.model.errors import Conflict, InvalidTransition, NotFound
 from herder.model.jobs import Job
 from herder.model.locks import uses_of
@@ -74,6 +76,7 @@ def admit(
     by_person: bool = False,
     manual: bool = False,
     step: StepRef | None = None,
+    upstream_run_id: int | None = None,
 ) -> Admitted:
     """Create a run of ``job`` as its concurrency policy says: READY, WAITING (queue), SKIPPED
     (forbid) or, when ``by_person`` asked over the API and waits for the answer, refused with
@@ -89,6 +92,7 @@ def admit(
         scheduled_for=scheduled_for, attempt=attempt, parent_id=parent_id,
         status=RunStatus.WAITING if locked else status, not_before=not_before, error=error,
         **({} if step is None else step.fields()),
+        upstream_run_id=upstream_run_id,
     )
     if parent_id is not None:  # a retry is given its parent's input files, in this transaction
         file_store.copy(conn, parent_id, run.id)
@@ -188,7 +192,8 @@ def _replace(conn: Connection, old: Run, now: datetime) -> Admitted:
 
 
 def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
-    """Follow-ups of a run that has just ended: its retry, the queue of its job, and its locks.
+    """Follow-ups of a run that has just ended: its retry, the queue of its job, its locks,
+    then, if no retry of it is to come, the runs of the jobs that follow its job (chains).
 
     Whether a retry is wanted is read from the spec the run was started with, and whether runs
     wait from one indexed query, so most ends never load the job; what a retry or a freed slot
@@ -198,8 +203,14 @@ def after_end(conn: Connection, run: Run, now: datetime) -> Admitted:
     job's, the namespace's lock decisions, then the rows of runs not launched.)"""
     done = _follow_ups(conn, run, now)
     done.add(_unlock(conn, run, now))
-    if run.workflow_run_id is not None:
+    if run.workflow_run_id is not None:  # a workflow's step: the workflow says what follows
         done.add(_step_ended(conn, run, now))
+        return done
+    retried = any(r.parent_id == run.id and r.status is not RunStatus.SKIPPED
+                  for r in done.created)
+    if not retried:  # its final end (a retry the policy skipped is no attempt to come)
+        for chained in chains.follow(conn, run, now, admit):
+            done.add(chained)
     return done
 
 
@@ -233,7 +244,7 @@ def _follow_ups(conn: Connection, run: Run, now: datetime) -> Admitted:
                 conn, job, trigger=Trigger.RETRY, now=now, params=run.params, env=run.env,
                 submitter=run.submitter, scheduled_for=run.scheduled_for,
                 attempt=run.attempt + 1, parent_id=run.id,
-                not_before=now + timedelta(seconds=delay),
+                not_before=now + timedelta(seconds=delay), upstream_run_id=run.upstream_run_id,
             )
         )
     if queued:

@@ -35,7 +35,7 @@ from herder.backends.base import Backend, Exited, Handle, Running
 from herder.bundles.archive import Limits
 from herder.engine import admission, outputs, scheduler, values, workflows
 from herder.engine.admission import Admitted
-from herder.engine.launch import build_context
+from herder.engine.launch import build_context, upstream_of
 from herder.engine.retention import Pruner
 from herder.engine.workspace import Workspace
 from herder.logs import LogStore
@@ -476,7 +476,7 @@ class Engine:
                 conn, job, params=merge_params(job.spec.params, kept), env=old.env,
                 trigger=Trigger.RETRY, attempt=old.attempt + 1, parent_id=old.id,
                 scheduled_for=old.scheduled_for, submitter=submitter, now=self.clock(),
-                by_person=True,
+                by_person=True, upstream_run_id=old.upstream_run_id,
             )
 
         admitted = await self.db.write(create)
@@ -515,8 +515,10 @@ class Engine:
             used = await values.load(self.db, self.secret_keys, spec)
             mask = values.masker(used)
             self._maskers[run.id] = mask  # NO_MASK too: its end need not look again
+            upstream = (await self.db.read(upstream_of, run)  # a job chain's upstream run
+                        if run.upstream_run_id is not None else None)
             context = build_context(run, self.data_dir, self.logs, used, tuple(mask.strings),
-                                    spec=spec)
+                                    spec=spec, upstream=upstream)
             argv = await self.workspace.stage(run, spec, context.work_dir, has_files=has_files)
             if argv is not None:  # a script: its entry point may be the bundle's own
                 context = dataclasses.replace(context, argv=argv)

@@ -6,13 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from herder.backends.base import RunContext
 from herder.engine import outputs
 from herder.logs import LogStore
 from herder.model import inputs
+from herder.model.chains import upstream_context
+from herder.model.errors import InvalidSpec, NotFound
 from herder.model.jobs import JobSpec, render_run, run_context
 from herder.model.runs import Run
 from herder.model.variables import Values
+from herder.store import runs as run_store
 
 # Taken from the server's own environment; nothing else is inherited (no tokens, no DB URLs).
 INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR")
@@ -57,30 +62,53 @@ def build_env(
     if run.workflow_run_id is not None:  # a workflow's step
         env["HERDER_WORKFLOW_RUN_ID"] = str(run.workflow_run_id)
         env["HERDER_STEP"] = run.step or ""
+    if run.upstream_run_id is not None:  # a job chain's run: the run whose end started it
+        env["HERDER_UPSTREAM_RUN"] = str(run.upstream_run_id)
     return env
 
 
-def template_context(run: Run, spec: JobSpec, values: Values) -> dict[str, Any]:
+def upstream_of(conn: Connection, run: Run) -> dict[str, Any] | None:
+    """What a chained run's templates see as ``upstream`` (``model.chains``), read when it is
+    launched; None for a run no chain started. ``InvalidSpec`` (the run then ends PROC_ERROR)
+    when history retention has pruned the upstream run meanwhile."""
+    if run.upstream_run_id is None:
+        return None
+    try:
+        upstream = run_store.get(conn, run.upstream_run_id)
+    except NotFound:
+        raise InvalidSpec(
+            f"upstream run {run.upstream_run_id} is no longer kept (history retention), so "
+            "what it published cannot be given to this run"
+        ) from None
+    return upstream_context(run_id=upstream.id, job=upstream.job_ref,
+                            status=upstream.status.value, outputs=upstream.outputs)
+
+
+def template_context(
+    run: Run, spec: JobSpec, values: Values, upstream: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What templates see, except ``params`` (rendered first, from this context). A workflow's
     inline step also sees its step context (``steps``, ``workflow``, ``item``, and ``run`` as
     the workflow run), laid over the run's own."""
     return {
         **values.context(),
-        **run_context(spec, run_id=run.id, attempt=run.attempt, scheduled_for=run.scheduled_for),
+        **run_context(spec, run_id=run.id, attempt=run.attempt, scheduled_for=run.scheduled_for,
+                      upstream=upstream),
         **(run.context or {}),
     }
 
 
 def build_context(
     run: Run, data_dir: Path, logs: LogStore, values: Values, masks: tuple[str, ...], *,
-    spec: JobSpec,
+    spec: JobSpec, upstream: dict[str, Any] | None = None,
 ) -> RunContext:
     """Render the params, the job's env and the command, and name the run's folders (the
     backend creates them where the run executes). Raises ``InvalidSpec`` for a template that
     cannot be rendered (the run then ends PROC_ERROR with that message). ``masks`` are the
     strings the backend hides in the run's logs (its secrets); ``spec`` is the run's frozen spec
-    (``run.spec``, as the caller read it)."""
-    argv, job_env, params = render_run(spec, run.params, template_context(run, spec, values))
+    (``run.spec``, as the caller read it); ``upstream`` is what ``upstream_of`` read."""
+    context = template_context(run, spec, values, upstream)
+    argv, job_env, params = render_run(spec, run.params, context)
     work_dir = outputs.work_dir(data_dir, run.id)
     log_dir = logs.run_dir(run.id)
     return RunContext(

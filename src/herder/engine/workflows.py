@@ -699,6 +699,7 @@ def describe(conn: Connection, run_id: int) -> tuple[WorkflowRun, dict[str, Any]
                 "id": row.id, "item": row.item if row.item >= 0 else None,
                 "attempt": row.attempt, "status": row.status, "created_at": row.created_at,
                 "started_at": row.started_at, "finished_at": row.finished_at,
+                "error": row.error,
             })
     child_of = {kid.parent_step: kid.id for kid in kids}  # the newest, as kids are oldest first
     for node in drawn["nodes"]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from herder.model import templates
+from herder.model.chains import NO_UPSTREAM, Follow, parse_after, sample_upstream
 from herder.model.errors import InvalidSpec
 from herder.model.locks import LockUse, parse_locks
 from herder.model.policies import Concurrency, Retention, Retries, parse_retention, parse_retries
@@ -239,6 +240,7 @@ class JobSpec:
     retries: Retries | None = None
     retention: Retention = field(default_factory=Retention)
     locks: tuple[LockUse, ...] = ()  # see model.locks
+    after: tuple[Follow, ...] = ()  # job chains, see model.chains
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store and answered by the API."""
@@ -263,6 +265,7 @@ class JobSpec:
             "retries": None if self.retries is None else self.retries.to_dict(),
             "retention": self.retention.to_dict() or None,
             "locks": [use.to_dict() for use in self.locks],
+            "after": [follow.to_dict() for follow in self.after],
         }
 
     @classmethod
@@ -277,6 +280,10 @@ class JobSpec:
         if fields.get("script") is not None:
             fields["script"] = parse_script(fields["script"])
         fields["locks"] = parse_locks(fields.get("locks"))
+        fields["after"] = parse_after(
+            fields.get("after"), namespace=fields.get("namespace", DEFAULT_NAMESPACE),
+            name=fields["name"],
+        )
         return cls(**fields)
 
 
@@ -399,11 +406,13 @@ def render_run(
 
 
 def run_context(
-    spec: JobSpec, *, run_id: int, attempt: int, scheduled_for: datetime | None
+    spec: JobSpec, *, run_id: int, attempt: int, scheduled_for: datetime | None,
+    upstream: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What templates see of the run and its job (``run.id``, ``job.name``, …): one shape
-    for the runs and for the check on save."""
-    return {
+    for the runs and for the check on save. A job with ``after`` also sees ``upstream``, the
+    run that started this one (``model.chains``; empty for a run not started by a chain)."""
+    context: dict[str, Any] = {
         "run": {
             "id": run_id,
             "attempt": attempt,
@@ -411,17 +420,29 @@ def run_context(
         },
         "job": {"name": spec.name, "namespace": spec.namespace},
     }
+    if spec.after or upstream is not None:
+        context["upstream"] = dict(upstream) if upstream is not None else dict(NO_UPSTREAM)
+    return context
 
 
 def check_renders(spec: JobSpec) -> None:
     """Render the command once with the job's own param defaults, so a template that can never
     work (an unknown param, a value used unquoted in a shell) is refused when the job is saved.
     Variables and secrets are stood in for here; whether they exist is the store's to say."""
+    upstream = sample_upstream() if spec.after else None
     sample = {
-        **run_context(spec, run_id=1, attempt=1, scheduled_for=None),
+        **run_context(spec, run_id=1, attempt=1, scheduled_for=None, upstream=upstream),
         **sample_values(references(spec)),
     }
-    render_run(spec, spec.params, sample)
+    try:
+        render_run(spec, spec.params, sample)
+    except InvalidSpec as exc:
+        if spec.after or "'upstream' is undefined" not in exc.message:
+            raise
+        raise InvalidSpec(
+            "template error: 'upstream' is known only to a job that follows another (after:, "
+            "see job chains)"
+        ) from None
 
 
 def merge_params(

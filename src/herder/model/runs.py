@@ -191,6 +191,7 @@ class Run:
     handle: dict[str, Any] | None
     owner: str | None
     owner_epoch: int | None = None
+    upstream_run_id: int | None = None  # the run whose end started this one (a job chain)
     not_before: datetime | None = None  # not dispatched before (retry backoff, jitter)
     outputs: dict[str, Any] = field(default_factory=dict)  # published through $HERDER_OUTPUT
     outputs_error: str | None = None  # why the output file was not kept

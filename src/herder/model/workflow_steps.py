@@ -15,6 +15,7 @@ from herder.model.workflow_state import (
     NOT_STARTED,
     StepState,
     context,
+    ended_as,
     foreach_status,
     outcome,
 )
@@ -100,11 +101,13 @@ def _node(spec: WorkflowSpec, step: Step, section: str, state: StepState) -> dic
         ended = all(i.status is not None and i.status.terminal for i in ordered)
         node["items"] = counts
         node["status"] = foreach_status(ordered).value if ended else "RUNNING"
+        # Ended once every item has, none with a retry still to come.
+        node["ended"] = ended and all(ended_as(step.retries, i) is not None for i in ordered)
     else:
         node["status"] = None if state.status is None else state.status.value
-    node["ended"] = outcome(spec, step, state) is not None or (
-        step.foreach is not None and state.status is not None and state.status.terminal
-    )
+        node["ended"] = outcome(spec, step, state) is not None or (
+            step.foreach is not None and state.status is not None and state.status.terminal
+        )
     node["attempt"] = state.attempt
     return node
 

@@ -15,6 +15,7 @@ from herder.model.jobs import DEFAULT_NAMESPACE, Job, JobSpec
 from herder.model.policies import plan_at
 from herder.model.runs import ACTIVE
 from herder.model.schedules import Schedule, next_fire
+from herder.store import chains as chain_store
 from herder.store import locks as lock_store
 from herder.store.tables import jobs, runs
 from herder.store.text import contains
@@ -132,6 +133,7 @@ def create(conn: Connection, spec: JobSpec, now: datetime) -> Job:
     assert job_id is not None
     # Runs a raised slot count lets in are found by the dispatcher's next look (within 1s).
     lock_store.declare(conn, job_id[0], spec, now)
+    chain_store.declare(conn, job_id[0], spec)
     return get(conn, str(job_id[0]))
 
 
@@ -149,6 +151,8 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
     """Store a new spec for an existing job (its name and namespace may change)."""
     old = get(conn, str(job_id))
     check_defined(conn, spec)
+    if (old.spec.namespace, old.spec.name) != (spec.namespace, spec.name):
+        chain_store.refuse_while_followed(conn, old, "renaming")
     try:
         conn.execute(
             jobs.update()
@@ -160,6 +164,7 @@ def update(conn: Connection, job_id: int, spec: JobSpec, now: datetime) -> Job:
             f"a job named {spec.name!r} already exists in namespace {spec.namespace!r}"
         ) from exc
     lock_store.declare(conn, job_id, spec, now)
+    chain_store.declare(conn, job_id, spec)
     return get(conn, str(job_id))
 
 
@@ -249,6 +254,7 @@ def delete(conn: Connection, ref: str) -> Job:
             f"job {job.ref} has {active} active run(s); cancel them before deleting the job",
             details={"active_runs": active},
         )
+    chain_store.refuse_while_followed(conn, job, "deleting")
     conn.execute(runs.update().where(runs.c.job_id == job.id).values(job_id=None))
     lock_store.undeclare(conn, job.id, job.spec.namespace)
     conn.execute(jobs.delete().where(jobs.c.id == job.id))

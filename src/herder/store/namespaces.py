@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from herder.model.errors import Conflict, NameTaken, NotFound
 from herder.model.jobs import DEFAULT_NAMESPACE
 from herder.model.runs import ACTIVE, Run
+from herder.store import chains as chain_store
 from herder.store import runs as run_store
 from herder.store.tables import metadata, namespaces, runs
 
@@ -130,6 +131,13 @@ def delete(conn: Connection, name: str, *, force: bool) -> list[Run]:
         raise Conflict("namespace 'default' always exists and cannot be deleted")
     if not exists(conn, name):
         raise NotFound(missing(name), details={"namespace": name[:63]})
+    outside = chain_store.followed_from_outside(conn, name)
+    if outside:
+        raise Conflict(
+            f"namespace {name!r} holds jobs followed (after:) by job {', '.join(outside[:5])}; "
+            "change their after first",
+            details={"followed_by": outside},
+        )
     held = holdings(conn, name)
     if held and not force:
         listed = ", ".join(f"{kind}: {count}" for kind, count in held.items())

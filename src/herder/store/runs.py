@@ -101,6 +101,7 @@ def row_to_run(row: Row[Any]) -> Run:
         handle=row.handle,
         owner=row.owner,
         owner_epoch=row.owner_epoch,
+        upstream_run_id=row.upstream_run_id,
         not_before=row.not_before,
         outputs=row.outputs or {},
         outputs_error=row.outputs_error,
@@ -127,6 +128,7 @@ class NewRun:
     scheduled_for: datetime | None = None
     attempt: int = 1
     parent_id: int | None = None
+    upstream_run_id: int | None = None
     status: RunStatus = RunStatus.READY
     not_before: datetime | None = None
     error: str | None = None
@@ -161,6 +163,7 @@ class NewRun:
             "trigger": self.trigger.value,
             "attempt": self.attempt,
             "parent_id": self.parent_id,
+            "upstream_run_id": self.upstream_run_id,
             "submitter": self.submitter,
             "params": self.params,
             "env": self.env,

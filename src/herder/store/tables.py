@@ -82,6 +82,8 @@ runs = sa.Table(
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("parent_id", BigId, nullable=True),
+    # A job chain's run: the run whose end started it (``model.chains``); its retries keep it.
+    sa.Column("upstream_run_id", BigId, nullable=True),
     sa.Column("submitter", sa.String(255), nullable=True),
     sa.Column("params", JSON, nullable=False),
     sa.Column("env", JSON, nullable=False),
@@ -123,6 +125,11 @@ runs = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Index(None, "job_id", "id"),
     sa.Index(None, "job_id", "status"),
+    # One chained run per (upstream run, follower job): an end cannot start a follower twice.
+    sa.Index(
+        "uq_runs_upstream_run_id_job_id", "upstream_run_id", "job_id", unique=True,
+        sqlite_where=sa.text("trigger = 'chain'"), postgresql_where=sa.text("trigger = 'chain'"),
+    ),
     # Searches: a job's runs by name (also once deleted), and "failed in the last day".
     sa.Index(None, "namespace", "job_name", "id"),
     sa.Index(None, "status", "created_at"),
@@ -134,6 +141,22 @@ runs = sa.Table(
     # (or one deciding twice after a crash) cannot start a step twice.
     # (An index, not a constraint: SQLite adds an index without rebuilding the table.)
     sa.Index(None, "workflow_run_id", "step", "item", "attempt", unique=True),
+)
+
+# Job chains (``model.chains``): the follower job starts when a run of the upstream job ends as
+# ``condition`` says. Written from the follower's ``after`` when it is saved; read at each run
+# end by the upstream's id, so an end costs one indexed look-up, not a scan of every spec.
+job_chains = sa.Table(
+    "job_chains",
+    metadata,
+    sa.Column(
+        "follower_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "upstream_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("condition", sa.String(8), nullable=False),  # success | failure | always
+    sa.Index(None, "upstream_id"),
 )
 
 # One row per server identity (a data folder). A server holds a lease it renews; ``epoch`` grows

@@ -32,7 +32,8 @@ _STATEMENTS = {
 }
 _STEP_RUNS = (
     sa.select(runs.c.id, runs.c.step, runs.c.item, runs.c.attempt, runs.c.status,
-              runs.c.outputs, runs.c.created_at, runs.c.started_at, runs.c.finished_at)
+              runs.c.outputs, runs.c.created_at, runs.c.started_at, runs.c.finished_at,
+              runs.c.error)
     .where(runs.c.workflow_run_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(runs.c.id)
 )

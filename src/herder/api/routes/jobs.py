@@ -13,12 +13,22 @@ from herder.api.auth import Permission, Principal, PrincipalDep
 from herder.api.deps import DbDep, EngineDep
 from herder.api.errors import invalid
 from herder.api.routes import namespaces
-from herder.api.schemas import JobIn, JobOut, JobPatch, Page, RunNow, RunOut, ScheduleReport
+from herder.api.schemas import (
+    Follower,
+    JobIn,
+    JobOut,
+    JobPatch,
+    Page,
+    RunNow,
+    RunOut,
+    ScheduleReport,
+)
 from herder.api.views import run_out
 from herder.engine import scheduler
 from herder.model.errors import Forbidden, InvalidSpec
 from herder.model.jobs import Job, JobSpec, check_labels
 from herder.store import bundles as bundle_store
+from herder.store import chains as chain_store
 from herder.store import jobs as job_store
 from herder.store import namespaces as namespace_store
 from herder.store import workflows as workflow_store
@@ -63,6 +73,17 @@ def may_place(conn: Connection, principal: Principal, spec: JobSpec, now: Any) -
                     details={"namespace": spec.namespace})
     principal.note(f"{spec.namespace}/{spec.name}")
     namespaces.ensure(conn, principal, spec.namespace, now)
+    may_follow(principal, spec)
+
+
+def may_follow(principal: Principal, spec: JobSpec) -> None:
+    """A job may follow (``after``) only jobs the caller may read: a chained run sees its
+    upstream's outputs. A job it may not read is refused as one that does not exist."""
+    for i, follow in enumerate(spec.after):
+        namespace, name = follow.refers_to(spec.namespace)
+        if namespace != spec.namespace and not principal.allows(Permission.READ, namespace):
+            raise InvalidSpec(f"after[{i}].job: no job {namespace}/{name}",
+                              details={"job": f"{namespace}/{name}"})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
@@ -205,6 +226,19 @@ async def job_schedule(
     return ScheduleReport.model_validate(found)
 
 
+@router.get("/{ref:path}/followers", response_model=list[Follower])
+async def job_followers(ref: str, db: DbDep, principal: PrincipalDep) -> list[Follower]:
+    """The jobs that follow this one (job chains), as far as the caller may read them."""
+
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        job = may(principal, Permission.READ, job_store.get(conn, ref), ref)
+        readable = principal.readable()
+        return [found for found in chain_store.follower_refs(conn, job.id)
+                if readable is None or found["job"].split("/", 1)[0] in readable]
+
+    return [Follower.model_validate(found) for found in await db.read(read)]
+
+
 @router.get("/{ref:path}", response_model=JobOut)
 async def get_job(ref: str, db: DbDep, principal: PrincipalDep) -> JobOut:
     return JobOut.of(may(principal, Permission.READ, await db.read(job_store.get, ref), ref))
@@ -229,6 +263,8 @@ async def patch_job(
             raise invalid(exc) from None
         if spec.namespace != job.spec.namespace:
             may_place(conn, principal, spec, engine.clock())
+        else:
+            may_follow(principal, spec)
         return job_store.update(conn, job.id, spec, engine.clock())
 
     job = await engine.db.write(patch)
