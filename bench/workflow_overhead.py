@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import itertools
+
 from tests.servers import Server, wait_for
 
 
@@ -81,7 +83,7 @@ def gaps(steps: list[dict[str, Any]]) -> str:
     """Where a chain's time goes between one step's end and the next one's start."""
     ordered = sorted(steps, key=lambda s: s["id"])
     decide = [(_time(b["created_at"]) - _time(a["finished_at"])).total_seconds()
-              for a, b in zip(ordered, ordered[1:], strict=False)]
+              for a, b in itertools.pairwise(ordered)]
     start = [(_time(s["started_at"]) - _time(s["created_at"])).total_seconds() for s in ordered]
     own = [(_time(s["finished_at"]) - _time(s["started_at"])).total_seconds() for s in ordered]
     return (f"end -> next created {statistics.median(decide) * 1000:.2f} ms, created -> "
