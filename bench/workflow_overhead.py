@@ -19,6 +19,7 @@ Each workflow runs ``--repeat`` times; the best (lowest) figure is printed with 
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import subprocess
@@ -30,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import itertools
-
 from tests.servers import Server, wait_for
 
 
