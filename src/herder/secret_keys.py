@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets as random
 import threading
@@ -94,6 +95,14 @@ class SecretKeys:
     def current_id(self) -> str:
         self._load()
         return self._current
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for another use (``"session"``: signing the UI's session cookies), derived
+        from the current key: every server with the same secret key derives the same one, and
+        changing the key ends what was signed with the old one."""
+        keys = self._load()
+        return hmac.new(keys[self._current], b"herder-derive\0" + purpose.encode(),
+                        hashlib.sha256).digest()
 
     def encrypt(self, namespace: str, name: str, value: str) -> str:
         keys = self._load()

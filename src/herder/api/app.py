@@ -21,8 +21,10 @@ from herder.api.routes import (
     jobs,
     locks,
     namespaces,
+    overview,
     run_files,
     runs,
+    session,
     tokens,
     variables,
     workflow_runs,
@@ -30,12 +32,14 @@ from herder.api.routes import (
 )
 from herder.api.routes.bundles import bundle_limits, upload_limits
 from herder.api.schemas import ERROR_RESPONSES
+from herder.api.sessions import Sessions
 from herder.engine.engine import Engine
 from herder.model.policies import Retention
 from herder.server_identity import server_id
 from herder.settings import Settings
 from herder.store.database import Database
 from herder.store.migrate import upgrade
+from herder.ui import serve as ui
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bundle_limits=bundle_limits(settings),
         )
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        gate = Gate(db, admin_token=admin_token, clock=engine.clock)
+        sessions = Sessions(lambda: engine.secret_keys.derive("session"))
+        gate = Gate(db, admin_token=admin_token, clock=engine.clock, sessions=sessions)
         app.state.db, app.state.engine, app.state.gate = db, engine, gate
         app.state.audit = AuditBuffer(db)
         await gate.start(host=settings.host)
@@ -107,4 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(namespaces.router)
     app.include_router(audit.router)
     app.include_router(locks.router)
+    app.include_router(session.router)
+    app.include_router(overview.router)
+    app.include_router(ui.router)
     return app

@@ -10,6 +10,11 @@ Per request, a token costs a dictionary lookup and a SHA-256: stored tokens are 
 ``CACHE_TTL`` seconds (a revocation through this server evicts at once; through another server
 it takes effect here within that time), and ``last_used_at`` is written at most once a minute
 per token, queued on the store's writer without waiting for it.
+
+A browser signed in through ``POST /api/v1/session`` sends a session cookie instead of a token
+(``herder.api.sessions``): the gate checks its signature and its token as above, and the CSRF
+header of a change. Any change a browser marks as sent by another site's page is refused, on an
+open server too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from herder.api.auth import OPEN, Principal, Trail
+from herder.api.sessions import (
+    ADMIN,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    CsrfRefused,
+    Sessions,
+    cross_site,
+)
 from herder.model.errors import Unauthorized
 from herder.model.tokens import ALL_NAMESPACES, Role, Token, digest, parse_token, same_digest
 from herder.store import tokens as token_store
@@ -43,6 +56,15 @@ _NO_TOKEN = (
     "`herder token create`"
 )
 _UNKNOWN = "unknown token: no token matches it; check HERDER_TOKEN, or ask an admin for one"
+_SESSION_OVER = "your session has ended (signed out, expired, or its token revoked); sign in again"
+_CROSS_SITE = (
+    "a change sent by a page of another site is refused (its Origin is not this server's); "
+    "use the herder UI of this server, the CLI, or a client that sends no Origin"
+)
+_NO_CSRF = (
+    "this change came with the session cookie but without a matching X-CSRF-Token header; "
+    "reload the page (API clients send a token instead of the cookie)"
+)
 
 
 def presented_token(headers: Mapping[str, str]) -> str | None:
@@ -72,9 +94,11 @@ class Gate:
     def __init__(
         self, db: Database, *, admin_token: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sessions: Sessions | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.sessions = sessions
         self._admin_digest = digest(admin_token) if admin_token else None
         self.enabled = admin_token is not None
         self._next_look = 0.0
@@ -100,6 +124,10 @@ class Gate:
 
     async def principal(self, request: Request) -> Principal:
         trail = None if request.method in SAFE_METHODS else Trail()
+        if trail is not None and cross_site(request.headers):
+            # A page of another site made the browser send this (an open server has no
+            # cookie to protect, so this is its only guard against such pages).
+            raise CsrfRefused(_CROSS_SITE)
         if not self.enabled and not await self._tokens_appeared():
             principal = OPEN if trail is None else dataclasses.replace(OPEN, trail=trail)
         else:
@@ -107,6 +135,11 @@ class Gate:
         if trail is not None:
             request.state.principal = principal
         return principal
+
+    async def authentication_on(self) -> bool:
+        """Whether callers must authenticate (looking for a first token at most once a
+        second, as requests do)."""
+        return self.enabled or await self._tokens_appeared()
 
     async def _tokens_appeared(self) -> bool:
         now = time.monotonic()
@@ -122,16 +155,65 @@ class Gate:
     async def _authenticate(self, request: Request, trail: Trail | None) -> Principal:
         text = presented_token(request.headers)
         if text is None:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if cookie is not None and self.sessions is not None:
+                return await self._session(request, cookie, trail)
             raise Unauthorized(_NO_TOKEN)
+        principal, _ = await self.check_token(text, trail)
+        return principal
+
+    async def check_token(
+        self, text: str, trail: Trail | None = None
+    ) -> tuple[Principal, Token | None]:
+        """The principal of a presented token and its stored row (None for
+        ``HERDER_ADMIN_TOKEN``); ``Unauthorized`` saying why it is not accepted."""
         if self._admin_digest is not None and same_digest(digest(text), self._admin_digest):
-            return Principal(name=ADMIN_TOKEN_NAME, role=Role.ADMIN, namespace=ALL_NAMESPACES,
-                             trail=trail)
+            return self._admin(trail), None
         token_id, secret = parse_token(text)
         token = await self._lookup(token_id)
         if token is None or not same_digest(digest(secret), token.secret_hash):
             raise Unauthorized(_UNKNOWN)
         token.usable(self.clock())  # only now: its state is told only to who holds it
         self._touch(token_id)
+        return self._of(token, trail), token
+
+    def session_bound(self, token: Token | None) -> str | None:
+        """What a session cookie's signature covers besides itself: the token's stored hash,
+        or the hash of ``HERDER_ADMIN_TOKEN`` (None when it is not set)."""
+        return token.secret_hash if token is not None else self._admin_digest
+
+    async def _session(self, request: Request, cookie: str, trail: Trail | None) -> Principal:
+        """The principal of a session cookie, re-checked against its token on every request;
+        a change must also carry the session's CSRF value."""
+        assert self.sessions is not None
+        claim = self.sessions.parse(cookie)
+        if claim is None:
+            raise Unauthorized(_SESSION_OVER)
+        if claim.token_id == ADMIN:
+            token, bound = None, self._admin_digest
+        else:
+            token = await self._lookup(claim.token_id)
+            bound = token.secret_hash if token is not None else None
+        now = self.clock()
+        if bound is None or not self.sessions.valid(claim, bound=bound, now=now):
+            raise Unauthorized(_SESSION_OVER)
+        if token is not None:
+            token.usable(now)
+            self._touch(token.id)
+        principal = self._admin(trail) if token is None else self._of(token, trail)
+        if trail is not None and not self.sessions.same_csrf(
+                cookie, request.headers.get(CSRF_HEADER)):
+            request.state.principal = principal  # the audit entry names whose session it was
+            raise CsrfRefused(_NO_CSRF)
+        return principal
+
+    @staticmethod
+    def _admin(trail: Trail | None) -> Principal:
+        return Principal(name=ADMIN_TOKEN_NAME, role=Role.ADMIN, namespace=ALL_NAMESPACES,
+                         trail=trail)
+
+    @staticmethod
+    def _of(token: Token, trail: Trail | None) -> Principal:
         return Principal(name=token.name, token_id=token.id, role=token.role,
                          namespace=token.namespace, trail=trail)
 

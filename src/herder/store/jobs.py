@@ -313,6 +313,23 @@ def due(conn: Connection, now: datetime, limit: int) -> list[Job]:
     return [_row_to_job(row) for row in conn.execute(query, {"now": now, "limit": limit})]
 
 
+def upcoming(
+    conn: Connection,
+    *,
+    limit: int,
+    namespace: str | None = None,
+    readable: frozenset[str] | None = None,
+) -> list[Job]:
+    """Enabled jobs with a next slot, soonest first: what is due next (the dashboard)."""
+    query = (sa.select(jobs).where(jobs.c.enabled.is_(True), jobs.c.next_run_at.is_not(None))
+             .order_by(jobs.c.next_run_at, jobs.c.id).limit(limit))
+    if readable is not None:
+        query = query.where(jobs.c.namespace.in_(sorted(readable)))
+    if namespace is not None:
+        query = query.where(jobs.c.namespace == namespace)
+    return [_row_to_job(row) for row in conn.execute(query)]
+
+
 def schedule_update(
     job: Job,
     next_slot: datetime | None,
