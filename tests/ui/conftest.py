@@ -93,10 +93,12 @@ def _launch() -> Any:
     return sync_playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the run. Playwright gives each launch a fresh, temporary user
-    data dir of its own (it refuses ``--user-data-dir`` in ``args``)."""
+    """One headless Chromium for a module. Not for the session: Playwright's sync API keeps an
+    event loop running while it is open, and tests of other modules in the same worker call
+    ``asyncio.run``. Playwright gives each launch a fresh, temporary user data dir of its own
+    (it refuses ``--user-data-dir`` in ``args``)."""
     sync_playwright = _launch()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
