@@ -461,7 +461,9 @@ class Engine:
                and (r.not_before is None or r.not_before <= due)][: self.dispatch_batch]
         if not ids:
             return [], set()
-        taken, with_files = _claim_ids(conn, self.owner, ids, epoch=self.epoch)
+        taken, with_files = _with_files(
+            conn, run_store.claim(conn, self.owner, ids, epoch=self.epoch)
+        )
         gone = {r.id for r in taken}
         admitted.created = [r for r in admitted.created if r.id not in gone]
         return taken, with_files
@@ -796,14 +798,10 @@ def _claim(
 ) -> tuple[list[Run], set[int]]:
     """Claim READY runs, and say which have input files, in one transaction (a read after
     it would cost each run's start another trip through a thread)."""
-    claimed = run_store.claim_ready(conn, owner, limit, epoch=epoch, now=now)
-    return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
+    return _with_files(conn, run_store.claim_ready(conn, owner, limit, epoch=epoch, now=now))
 
 
-def _claim_ids(
-    conn: Any, owner: str, ids: list[int], *, epoch: int
-) -> tuple[list[Run], set[int]]:
-    claimed = run_store.claim(conn, owner, ids, epoch=epoch)
+def _with_files(conn: Any, claimed: list[Run]) -> tuple[list[Run], set[int]]:
     return claimed, file_store.runs_with_files(conn, [run.id for run in claimed])
 
 

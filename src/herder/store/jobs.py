@@ -271,23 +271,32 @@ def set_enabled(conn: Connection, ref: str, enabled: bool, now: datetime) -> Job
 
 # The scheduler's questions. Both are ranges of the plan_at index: their cost follows the jobs
 # that are due, not the jobs that exist.
-_NEXT_PLAN = sa.select(sa.func.min(jobs.c.plan_at))
-_DUE = (
-    sa.select(jobs)
-    .where(jobs.c.plan_at <= sa.bindparam("now"))
-    .order_by(jobs.c.plan_at)
-    .limit(sa.bindparam("limit"))
-)
-_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
-_SET_SCHEDULE = (
-    jobs.update()
-    .where(jobs.c.id == sa.bindparam("job_id"))
-    .values(
-        next_run_at=sa.bindparam("next_run_at"),
-        plan_at=sa.bindparam("plan_at"),
-        schedule_state=sa.bindparam("schedule_state"),
+def plan_statements(
+    table: sa.Table, key: str
+) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Update]:
+    """The scheduler's statements on a table with ``plan_at`` (jobs, workflows): the next
+    moment to plan, the rows due (and the same, skipping rows another server has locked), and
+    the write of a row's schedule (its id bound as ``key``)."""
+    due = (
+        sa.select(table)
+        .where(table.c.plan_at <= sa.bindparam("now"))
+        .order_by(table.c.plan_at)
+        .limit(sa.bindparam("limit"))
     )
-)
+    write = (
+        table.update()
+        .where(table.c.id == sa.bindparam(key))
+        .values(
+            next_run_at=sa.bindparam("next_run_at"),
+            plan_at=sa.bindparam("plan_at"),
+            schedule_state=sa.bindparam("schedule_state"),
+        )
+    )
+    return (sa.select(sa.func.min(table.c.plan_at)), due, due.with_for_update(skip_locked=True),
+            write)
+
+
+_NEXT_PLAN, _DUE, _DUE_LOCKED, _SET_SCHEDULE = plan_statements(jobs, "job_id")
 
 
 def switch_off(conn: Connection, job: Job, now: datetime) -> None:

@@ -30,6 +30,7 @@ from herder.model.runs import (
     outcome,
     transition,
 )
+from herder.store.history import beyond_retention
 from herder.store.tables import jobs, lock_claims, run_labels, runs, workflow_runs
 from herder.store.text import contains
 
@@ -668,20 +669,12 @@ def prunable(
     retried = sa.select(runs.c.parent_id).where(
         scope, runs.c.parent_id.is_not(None), runs.c.status.not_in(_TERMINAL)
     )
-    conditions = []
-    if older_than is not None:
-        conditions.append(runs.c.finished_at < older_than)
-    if keep is not None:
-        newest = (
-            sa.select(runs.c.id).where(scope)
-            .order_by(runs.c.id.desc()).offset(keep).limit(1).scalar_subquery()
-        )
-        conditions.append(runs.c.id <= newest)
-    if not conditions:
+    beyond = beyond_retention(runs, scope, older_than=older_than, keep=keep)
+    if beyond is None:
         return []
     query = (
         sa.select(runs.c.id)
-        .where(scope, runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
+        .where(scope, runs.c.status.in_(_TERMINAL), beyond,
                runs.c.id.not_in(retried))
         .order_by(runs.c.id)
         .limit(limit)

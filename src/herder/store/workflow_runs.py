@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Row
 from herder.model.errors import NotFound
 from herder.model.runs import Run, RunStatus
 from herder.model.workflow_state import WorkflowRun, WorkflowStatus
+from herder.store.history import beyond_retention
 from herder.store.runs import bump, row_to_run
 from herder.store.tables import runs, workflow_runs
 
@@ -232,20 +233,12 @@ def prunable(
     that rerun does (the rerun reads its step runs)."""
     scope = _scope(workflow)
     reread = sa.select(workflow_runs.c.rerun_of).where(workflow_runs.c.rerun_of.is_not(None))
-    conditions = []
-    if older_than is not None:
-        conditions.append(workflow_runs.c.finished_at < older_than)
-    if keep is not None:
-        newest = (
-            sa.select(workflow_runs.c.id).where(scope)
-            .order_by(workflow_runs.c.id.desc()).offset(keep).limit(1).scalar_subquery()
-        )
-        conditions.append(workflow_runs.c.id <= newest)
-    if not conditions:
+    beyond = beyond_retention(workflow_runs, scope, older_than=older_than, keep=keep)
+    if beyond is None:
         return []
     query = (
         sa.select(workflow_runs.c.id)
-        .where(scope, workflow_runs.c.status.in_(_TERMINAL), sa.or_(*conditions),
+        .where(scope, workflow_runs.c.status.in_(_TERMINAL), beyond,
                workflow_runs.c.id.not_in(reread))
         .order_by(workflow_runs.c.id).limit(limit)
     )

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from herder.model.errors import Conflict, InvalidSpec, NameTaken, NotFound
 from herder.model.jobs import Job
 from herder.model.workflows import Workflow, WorkflowSpec, from_dict, refers_to
-from herder.store.jobs import iso, parse_ref, scheduling, values
+from herder.store.jobs import iso, parse_ref, plan_statements, scheduling, values
 from herder.store.tables import jobs, workflows
 from herder.store.text import contains
 
@@ -292,23 +292,7 @@ def _refuse_while_used(what: str, users: list[str]) -> None:
 
 
 # The scheduler's questions, as for jobs (``store.jobs.due``): ranges of the plan_at index.
-_NEXT_PLAN = sa.select(sa.func.min(workflows.c.plan_at))
-_DUE = (
-    sa.select(workflows)
-    .where(workflows.c.plan_at <= sa.bindparam("now"))
-    .order_by(workflows.c.plan_at)
-    .limit(sa.bindparam("limit"))
-)
-_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
-_SET_SCHEDULE = (
-    workflows.update()
-    .where(workflows.c.id == sa.bindparam("workflow_id"))
-    .values(
-        next_run_at=sa.bindparam("next_run_at"),
-        plan_at=sa.bindparam("plan_at"),
-        schedule_state=sa.bindparam("schedule_state"),
-    )
-)
+_NEXT_PLAN, _DUE, _DUE_LOCKED, _SET_SCHEDULE = plan_statements(workflows, "workflow_id")
 
 
 def next_plan(conn: Connection) -> datetime | None:
